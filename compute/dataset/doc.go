@@ -1,0 +1,2 @@
+// Package dataset loads training data for fedq's compute backend.
+package dataset
