@@ -1,0 +1,42 @@
+package gemm
+
+import "unsafe"
+
+// goKernel is the portable micro-kernel: the same contract as the assembly kernels, in Go.
+var goKernel = microKernel{name: "go-4x8", mr: 4, nr: 8, lanesPerCycle: 2, fn: kern4x8go}
+
+// kern4x8go computes a 4×8 tile: C = alpha·Σ_p A(:,p)·B(p,:) + beta·C, with the strides in
+// bytes of the assembly kernels (see scripts/gen_gemm_asm.py for the contract).
+func kern4x8go(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32) {
+	var acc [4][8]float32
+	ap := unsafe.Pointer(a)
+	bp := unsafe.Pointer(b)
+	for range k {
+		bv := (*[8]float32)(bp)
+		for i := range 4 {
+			av := *(*float32)(unsafe.Add(ap, uintptr(i)*rsA))
+			r := &acc[i]
+			r[0] += av * bv[0]
+			r[1] += av * bv[1]
+			r[2] += av * bv[2]
+			r[3] += av * bv[3]
+			r[4] += av * bv[4]
+			r[5] += av * bv[5]
+			r[6] += av * bv[6]
+			r[7] += av * bv[7]
+		}
+		ap = unsafe.Add(ap, csA)
+		bp = unsafe.Add(bp, rsB)
+	}
+	cp := unsafe.Pointer(c)
+	for i := range 4 {
+		row := (*[8]float32)(unsafe.Add(cp, uintptr(i)*rsC))
+		for j := range 8 {
+			v := alpha * acc[i][j]
+			if beta != 0 {
+				v += beta * row[j]
+			}
+			row[j] = v
+		}
+	}
+}
