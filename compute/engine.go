@@ -1,0 +1,53 @@
+package compute
+
+import (
+	"fmt"
+
+	"github.com/fedq/fedq/compute/blas"
+)
+
+// Float is the element type of a model: float32 for training and inference, float64 for
+// checking gradients against finite differences with the very same layer code.
+type Float interface{ float32 | float64 }
+
+// engine holds the numeric kernels a model runs on. For float32 they are the CPU
+// backend's assembly kernels (package blas); for float64 the portable reference loops.
+type engine[T Float] struct {
+	gemm    func(transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int)
+	axpy    func(alpha T, x, y []T)
+	kernel  string
+	threads int
+}
+
+func newEngine[T Float](threads int, kernel string) (*engine[T], error) {
+	var zero T
+	switch any(zero).(type) {
+	case float32:
+		opts := []blas.Option{blas.WithThreads(max(threads, 1))}
+		if kernel != "" {
+			opts = append(opts, blas.WithKernel(kernel))
+		}
+		ctx, err := blas.New(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("cpu backend: %w", err)
+		}
+		e := &engine[float32]{gemm: ctx.Gemm, axpy: blas.Axpy, kernel: ctx.Kernel(), threads: ctx.Threads()}
+		return any(e).(*engine[T]), nil
+	default:
+		return &engine[T]{gemm: blas.Ref[T], axpy: axpyRef[T], kernel: "reference", threads: 1}, nil
+	}
+}
+
+func axpyRef[T Float](alpha T, x, y []T) {
+	for i, v := range x {
+		y[i] += alpha * v
+	}
+}
+
+// grow returns buf resliced to n elements, allocating only when its capacity is short.
+func grow[T any](buf []T, n int) []T {
+	if cap(buf) < n {
+		return make([]T, n)
+	}
+	return buf[:n]
+}

@@ -1,0 +1,209 @@
+package compute
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// layer is one step of a model. Buffers are owned by the layer, sized for the largest
+// batch seen so far, so steady-state training allocates nothing. forward keeps a
+// reference to its input for backward; the caller must not change it in between.
+type layer[T Float] interface {
+	params() []*Param[T]
+	// forward computes the output of a batch of n samples.
+	forward(x []T, n int, train bool) []T
+	// backward takes the gradient of the loss with respect to the last output, sets the
+	// gradients of the layer's parameters and, when needDX, returns the gradient with
+	// respect to the input.
+	backward(dy []T, n int, needDX bool) []T
+}
+
+// Param is a named parameter tensor of a model. Value and Grad are views into the
+// model's flat parameter and gradient vectors, in PyTorch's layout: a dense weight is
+// [out, in], a convolution weight [out, in, kh, kw].
+type Param[T Float] struct {
+	Name  string
+	Shape []int
+	Value []T
+	Grad  []T
+	// Offset is where Value starts in the model's flat parameter vector.
+	Offset int
+	fanIn  int
+}
+
+// dense is a fully connected layer y = x·Wᵀ + b.
+type dense[T Float] struct {
+	e       *engine[T]
+	in, out int
+	w, b    *Param[T]
+	x       []T
+	y, dx   []T
+}
+
+func (l *dense[T]) params() []*Param[T] { return []*Param[T]{l.w, l.b} }
+
+func (l *dense[T]) forward(x []T, n int, _ bool) []T {
+	l.x = x
+	l.y = grow(l.y, n*l.out)
+	for i := range n {
+		copy(l.y[i*l.out:(i+1)*l.out], l.b.Value)
+	}
+	l.e.gemm(false, true, n, l.out, l.in, 1, x, l.in, l.w.Value, l.in, 1, l.y, l.out)
+	return l.y
+}
+
+func (l *dense[T]) backward(dy []T, n int, needDX bool) []T {
+	l.e.gemm(true, false, l.out, l.in, n, 1, dy, l.out, l.x, l.in, 0, l.w.Grad, l.in)
+	db := l.b.Grad
+	copy(db, dy[:l.out])
+	for i := 1; i < n; i++ {
+		for j, v := range dy[i*l.out : (i+1)*l.out] {
+			db[j] += v
+		}
+	}
+	if !needDX {
+		return nil
+	}
+	l.dx = grow(l.dx, n*l.in)
+	l.e.gemm(false, false, n, l.in, l.out, 1, dy, l.out, l.w.Value, l.in, 0, l.dx, l.in)
+	return l.dx
+}
+
+// relu is the rectifier y = max(x, 0).
+type relu[T Float] struct {
+	size  int
+	y, dx []T
+}
+
+func (l *relu[T]) params() []*Param[T] { return nil }
+
+func (l *relu[T]) forward(x []T, n int, _ bool) []T {
+	l.y = grow(l.y, n*l.size)
+	for i, v := range x[:n*l.size] {
+		l.y[i] = max(v, 0)
+	}
+	return l.y
+}
+
+func (l *relu[T]) backward(dy []T, n int, _ bool) []T {
+	l.dx = grow(l.dx, n*l.size)
+	y := l.y[:n*l.size]
+	for i, v := range dy[:n*l.size] {
+		if y[i] > 0 {
+			l.dx[i] = v
+		} else {
+			l.dx[i] = 0
+		}
+	}
+	return l.dx
+}
+
+// flatten reshapes [C,H,W] to [C·H·W]; the data is already in that order.
+type flatten[T Float] struct{}
+
+func (flatten[T]) params() []*Param[T]              { return nil }
+func (flatten[T]) forward(x []T, _ int, _ bool) []T { return x }
+func (flatten[T]) backward(dy []T, _ int, _ bool) []T {
+	return dy
+}
+
+// dropout zeroes each activation with probability p while training and scales the
+// survivors by 1/(1-p); at evaluation it is the identity.
+type dropout[T Float] struct {
+	size  int
+	p     float64
+	rng   *rand.Rand
+	mask  []T
+	y, dx []T
+	train bool
+}
+
+func (l *dropout[T]) params() []*Param[T] { return nil }
+
+func (l *dropout[T]) forward(x []T, n int, train bool) []T {
+	l.train = train && l.p > 0
+	if !l.train {
+		return x
+	}
+	m := n * l.size
+	l.mask = grow(l.mask, m)
+	l.y = grow(l.y, m)
+	keep := T(1 / (1 - l.p))
+	for i := range m {
+		if l.rng.Float64() < l.p {
+			l.mask[i] = 0
+		} else {
+			l.mask[i] = keep
+		}
+		l.y[i] = x[i] * l.mask[i]
+	}
+	return l.y
+}
+
+func (l *dropout[T]) backward(dy []T, n int, _ bool) []T {
+	if !l.train {
+		return dy
+	}
+	m := n * l.size
+	l.dx = grow(l.dx, m)
+	for i := range m {
+		l.dx[i] = dy[i] * l.mask[i]
+	}
+	return l.dx
+}
+
+// maxPool takes the maximum over kernel×kernel windows with the given stride, per
+// channel. Ties go to the first maximum in row-major order, as in PyTorch.
+type maxPool[T Float] struct {
+	c, h, w, oh, ow int
+	k, stride       int
+	arg             []int32 // index in the input plane of each output's maximum
+	y, dx           []T
+}
+
+func (l *maxPool[T]) params() []*Param[T] { return nil }
+
+func (l *maxPool[T]) forward(x []T, n int, _ bool) []T {
+	planes := n * l.c
+	out := l.oh * l.ow
+	l.y = grow(l.y, planes*out)
+	l.arg = grow(l.arg, planes*out)
+	in := l.h * l.w
+	for p := range planes {
+		xp := x[p*in : (p+1)*in]
+		yp := l.y[p*out : (p+1)*out]
+		ap := l.arg[p*out : (p+1)*out]
+		for oy := range l.oh {
+			for ox := range l.ow {
+				y0, x0 := oy*l.stride, ox*l.stride
+				best := y0*l.w + x0
+				bv := xp[best]
+				for ky := range l.k {
+					row := (y0+ky)*l.w + x0
+					for kx := range l.k {
+						if v := xp[row+kx]; v > bv || (math.IsNaN(float64(v)) && !math.IsNaN(float64(bv))) {
+							bv, best = v, row+kx
+						}
+					}
+				}
+				yp[oy*l.ow+ox] = bv
+				ap[oy*l.ow+ox] = int32(best)
+			}
+		}
+	}
+	return l.y
+}
+
+func (l *maxPool[T]) backward(dy []T, n int, _ bool) []T {
+	planes := n * l.c
+	in, out := l.h*l.w, l.oh*l.ow
+	l.dx = grow(l.dx, planes*in)
+	clear(l.dx)
+	for p := range planes {
+		dxp := l.dx[p*in : (p+1)*in]
+		for i, a := range l.arg[p*out : (p+1)*out] {
+			dxp[a] += dy[p*out+i]
+		}
+	}
+	return l.dx
+}
