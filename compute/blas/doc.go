@@ -1,5 +1,6 @@
-// Package gemm multiplies float32 matrices fast on one CPU core: C = alpha·op(A)·op(B) + beta·C,
-// row-major, with op(X) = X or Xᵀ, as BLAS's SGEMM does.
+// Package blas holds the CPU backend's dense linear algebra: a fast float32 matrix product
+// C = alpha·op(A)·op(B) + beta·C (row-major, op(X) = X or Xᵀ, as BLAS's SGEMM) and the
+// vector kernels a training step needs (axpy and friends).
 //
 // The design follows BLIS (Van Zee and van de Geijn, 2015): the product is cut into blocks
 // that fit the caches (KC rows of B in L1 per micro-panel, MC×KC of A in L2) and each
@@ -22,4 +23,4 @@
 // A Context holds the packing buffers, so a steady stream of products of the same
 // shapes allocates nothing. A Context is not safe for concurrent use; give each
 // goroutine its own.
-package gemm
+package blas

@@ -1,4 +1,4 @@
-package gemm
+package blas
 
 import (
 	"fmt"
@@ -27,8 +27,9 @@ const (
 type microKernel struct {
 	name          string
 	mr, nr        int
-	lanesPerCycle int // multiply-adds per cycle the kernel can sustain; used by the planner
-	fn            func(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32)
+	lanesPerCycle int  // multiply-adds per cycle the kernel can sustain; used by the planner
+	masked        bool // stores only rows < rows and the columns set in mask
+	fn            func(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32, rows int, mask uint64)
 	// transpose16, when not nil, reads n ≤ 16 rows of 16 floats at src+r·srcStride and
 	// writes their transpose as 16 rows of n floats at dst+c·dstStride (strides in bytes).
 	transpose16 func(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n int)
@@ -70,7 +71,7 @@ func WithKernel(name string) Option {
 				return nil
 			}
 		}
-		return fmt.Errorf("gemm kernel %q is not available on this CPU (have %v)", name, Kernels())
+		return fmt.Errorf("blas kernel %q is not available on this CPU (have %v)", name, Kernels())
 	}
 }
 
@@ -79,7 +80,7 @@ func WithKernel(name string) Option {
 func WithThreads(n int) Option {
 	return func(c *Context) error {
 		if n < 1 {
-			return fmt.Errorf("gemm threads must be at least 1, got %d", n)
+			return fmt.Errorf("blas threads must be at least 1, got %d", n)
 		}
 		c.threads = n
 		return nil
@@ -179,7 +180,7 @@ func (c *Context) cost(A, B, C view) float64 {
 	if C.cs != 1 {
 		// Every tile goes through the tile buffer and a scalar strided merge.
 		cycles += 1.5 * float64(m) * float64(n)
-	} else {
+	} else if !c.kern.masked {
 		// Only the ragged right and bottom edges do.
 		cycles += 1.5 * float64(m*(np-n)+n*(mp-m))
 	}
@@ -304,11 +305,11 @@ func (c *Context) run(alpha float32, A, B view, beta float32, C view) {
 						default:
 							ap, rsA, csA = &c.edgeA[0], 4, uintptr(mr*4)
 						}
-						if direct && mrr == mr && nrr == nr {
-							fn(kb, ap, rsA, csA, bp, rsB, &C.data[C.at(ic+ir, jc+jr)], uintptr(C.rs*4), alpha, betaEff)
+						if direct && (c.kern.masked || mrr == mr && nrr == nr) {
+							fn(kb, ap, rsA, csA, bp, rsB, &C.data[C.at(ic+ir, jc+jr)], uintptr(C.rs*4), alpha, betaEff, mrr, 1<<nrr-1)
 							continue
 						}
-						fn(kb, ap, rsA, csA, bp, rsB, &c.tile[0], uintptr(nr*4), 1, 0)
+						fn(kb, ap, rsA, csA, bp, rsB, &c.tile[0], uintptr(nr*4), 1, 0, mr, 1<<nr-1)
 						mergeTile(c.tile, nr, C.sub(ic+ir, jc+jr, mrr, nrr), alpha, betaEff)
 					}
 				}

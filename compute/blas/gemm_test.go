@@ -1,4 +1,4 @@
-package gemm
+package blas
 
 import (
 	"fmt"

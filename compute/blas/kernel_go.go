@@ -1,13 +1,13 @@
-package gemm
+package blas
 
 import "unsafe"
 
 // goKernel is the portable micro-kernel: the same contract as the assembly kernels, in Go.
-var goKernel = microKernel{name: "go-4x8", mr: 4, nr: 8, lanesPerCycle: 2, fn: kern4x8go}
+var goKernel = microKernel{name: "go-4x8", mr: 4, nr: 8, lanesPerCycle: 2, masked: true, fn: kern4x8go}
 
-// kern4x8go computes a 4×8 tile: C = alpha·Σ_p A(:,p)·B(p,:) + beta·C, with the strides in
-// bytes of the assembly kernels (see scripts/gen_gemm_asm.py for the contract).
-func kern4x8go(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32) {
+// kern4x8go computes a 4×8 tile: C = alpha·Σ_p A(:,p)·B(p,:) + beta·C, with the byte
+// strides, row count and column mask of the assembly kernels (internal/asmgen).
+func kern4x8go(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32, rows int, mask uint64) {
 	var acc [4][8]float32
 	ap := unsafe.Pointer(a)
 	bp := unsafe.Pointer(b)
@@ -29,9 +29,12 @@ func kern4x8go(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *
 		bp = unsafe.Add(bp, rsB)
 	}
 	cp := unsafe.Pointer(c)
-	for i := range 4 {
+	for i := range min(rows, 4) {
 		row := (*[8]float32)(unsafe.Add(cp, uintptr(i)*rsC))
 		for j := range 8 {
+			if mask&(1<<j) == 0 {
+				continue
+			}
 			v := alpha * acc[i][j]
 			if beta != 0 {
 				v += beta * row[j]

@@ -1,6 +1,9 @@
 //go:build !amd64 || purego
 
-package gemm
+package blas
 
 // availableKernels lists the micro-kernels this CPU can run: only the portable one.
 func availableKernels() []microKernel { return []microKernel{goKernel} }
+
+// axpyAsm does nothing on CPUs without assembly kernels.
+func axpyAsm(alpha float32, x, y []float32) int { return 0 }

@@ -1,4 +1,4 @@
-package gemm
+package blas
 
 // Float is the set of element types the reference routines accept.
 type Float interface{ ~float32 | ~float64 }
@@ -47,7 +47,7 @@ func Ref[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b [
 // programming errors, as in BLAS, not data errors.
 func checkArgs(transA, transB bool, m, n, k, lenA, lda, lenB, ldb, lenC, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
-		panic("gemm: negative dimension")
+		panic("blas: negative dimension")
 	}
 	ar, ac := m, k
 	if transA {
@@ -62,10 +62,10 @@ func checkArgs(transA, transB bool, m, n, k, lenA, lda, lenB, ldb, lenC, ldc int
 			return
 		}
 		if ld < max(cols, 1) {
-			panic("gemm: leading dimension of " + name + " is smaller than its row length")
+			panic("blas: leading dimension of " + name + " is smaller than its row length")
 		}
 		if length < (rows-1)*ld+cols {
-			panic("gemm: buffer " + name + " is too short for its dimensions")
+			panic("blas: buffer " + name + " is too short for its dimensions")
 		}
 	}
 	check("A", ar, ac, lda, lenA)

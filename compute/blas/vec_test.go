@@ -1,0 +1,37 @@
+package blas
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+func TestAxpy(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{0, 1, 63, 64, 65, 1000, 4096} {
+		x, y := randSlice(r, n), randSlice(r, n)
+		want := make([]float32, n)
+		for i := range want {
+			want[i] = y[i] + -0.3*x[i]
+		}
+		Axpy(-0.3, x, y)
+		for i := range y {
+			if d := y[i] - want[i]; d > 1e-6 || d < -1e-6 {
+				t.Fatalf("n=%d: y[%d] = %g, want %g", n, i, y[i], want[i])
+			}
+		}
+	}
+}
+
+func BenchmarkAxpy(b *testing.B) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{199210, 1663370} {
+		x, y := randSlice(r, n), randSlice(r, n)
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(12 * n))
+			for b.Loop() {
+				Axpy(1e-9, x, y)
+			}
+		})
+	}
+}
