@@ -146,3 +146,24 @@ func (m *Model[T]) checkData(d *dataset.Dataset) error {
 	}
 	return nil
 }
+
+// Predict returns the most likely class of each of the n samples in x, in batches.
+func Predict(m *Model[float32], x []float32, n, batch int) []int {
+	out := make([]int, 0, n)
+	k := m.spec.Classes
+	for i := 0; i < n; i += batch {
+		b := min(batch, n-i)
+		z := m.Forward(x[i*m.inSize:(i+b)*m.inSize], b, false)
+		for s := range b {
+			row := z[s*k : (s+1)*k]
+			best := 0
+			for j, v := range row {
+				if v > row[best] {
+					best = j
+				}
+			}
+			out = append(out, best)
+		}
+	}
+	return out
+}

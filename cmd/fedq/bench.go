@@ -3,12 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/fedq/fedq/compute"
+	"github.com/fedq/fedq/compute/blas"
 	"github.com/fedq/fedq/compute/dataset"
 )
 
@@ -30,8 +33,25 @@ samples per second: the same work as ../shared/bench/torch_mnist.py measures for
 				&cli.Float64Flag{Name: "lr", Value: 0, Usage: "learning rate (default 0.1 for 2nn, 0.05 otherwise, as torch_mnist.py)"},
 				&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
 				&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+				&cli.StringFlag{Name: "cpuprofile", Usage: "write a pprof CPU profile of the timed repetitions to this file"},
 			}, computeFlags()...),
 			Action: runBenchTrain,
+		}, {
+			Name:  "peak",
+			Usage: "measure one core's floating-point ceiling (register-only fused multiply-adds)",
+			Flags: []cli.Flag{
+				&cli.DurationFlag{Name: "duration", Value: 300 * time.Millisecond, Usage: "length of one run"},
+				&cli.IntFlag{Name: "reps", Value: 5, Usage: "runs (the best is reported)"},
+				&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			},
+			Action: func(c *cli.Context) error {
+				g := blas.PeakGFLOPS(c.Duration("duration"), c.Int("reps"))
+				if c.Bool("json") {
+					return json.NewEncoder(c.App.Writer).Encode(map[string]any{"gflops": g, "kernel": blas.Kernels()[0]})
+				}
+				fmt.Fprintf(c.App.Writer, "peak %.1f GFLOP/s float32 on one core (%s)\n", g, blas.Kernels()[0])
+				return nil
+			},
 		}},
 	}
 }
@@ -104,6 +124,17 @@ func runBenchTrain(c *cli.Context) error {
 	}
 	for range 30 {
 		step()
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rates := make([]float64, reps)
 	for r := range reps {

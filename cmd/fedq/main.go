@@ -63,6 +63,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			trainCommand(),
+			evalCommand(),
 			benchCommand(),
 			infoCommand(),
 		},

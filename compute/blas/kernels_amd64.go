@@ -50,3 +50,21 @@ func axpyAsm(alpha float32, x, y []float32) int {
 	}
 	return n
 }
+
+//go:noescape
+func peakavx512(n int)
+
+//go:noescape
+func peakavx2(n int)
+
+// peakLoop returns the register-only FMA loop of the widest vector unit and the
+// floating-point operations one iteration does.
+func peakLoop() (func(n int), float64) {
+	switch {
+	case cpu.X86.HasAVX512F:
+		return peakavx512, 24 * 16 * 2
+	case cpu.X86.HasAVX2 && cpu.X86.HasFMA:
+		return peakavx2, 12 * 8 * 2
+	}
+	return nil, 0
+}

@@ -7,3 +7,6 @@ func availableKernels() []microKernel { return []microKernel{goKernel} }
 
 // axpyAsm does nothing on CPUs without assembly kernels.
 func axpyAsm(alpha float32, x, y []float32) int { return 0 }
+
+// peakLoop reports that there is no assembly peak loop here.
+func peakLoop() (func(n int), float64) { return nil, 0 }

