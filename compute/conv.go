@@ -3,16 +3,29 @@ package compute
 // conv2d is a 2-D convolution (cross-correlation, as torch.nn.Conv2d) with square
 // kernels, stride and zero padding, computed per sample as im2col followed by one matrix
 // product: y[oc, p] = Σ_q W[oc, q]·col[q, p] + b[oc], where q runs over (c, ky, kx) and
-// p over output pixels. backward recomputes col rather than keeping it per sample, which
-// costs one more im2col per sample and saves batch×C·K²×OH·OW floats of memory.
+// p over output pixels.
+//
+// backward recomputes col rather than keeping it per sample (one more im2col per sample,
+// batch×C·K²×OH·OW fewer floats held). It accumulates the weight gradient transposed,
+// dWᵀ[q, oc] += col·dyᵀ, because that product's tiles fit the kernel (oc is a multiple
+// of the vector width) and store without transposing, then transposes once per batch.
+// For stride 1 the input gradient is itself a convolution — of dy, padded by K−1−pad,
+// with the kernel flipped and its channel axes swapped — so it is computed as im2col of
+// dy and one product, instead of a product and a col2im scatter-add.
 type conv2d[T Float] struct {
-	e                *engine[T]
-	c, h, w          int // input
-	oc, oh, ow       int // output
-	k, stride, pad   int
-	wt, b            *Param[T]
-	x                []T
-	col, dcol, y, dx []T
+	e              *engine[T]
+	c, h, w        int // input
+	oc, oh, ow     int // output
+	k, stride, pad int
+	wt, b          *Param[T]
+	x              []T
+	col, y, dx     []T
+	wT             []T // Wᵀ, [q, oc]
+	dwt            []T // dWᵀ, [q, oc]
+	wflipT         []T // stride 1: flipped kernel, transposed: [oc·K·K, c]
+	coly           []T // stride 1: im2col of dy, [oc·K·K, h·w]
+	dcol           []T // stride > 1: the gradient of col
+	dbias          []T
 }
 
 func (l *conv2d[T]) params() []*Param[T] { return []*Param[T]{l.wt, l.b} }
@@ -26,6 +39,10 @@ func (l *conv2d[T]) forward(x []T, n int, _ bool) []T {
 	in, out := l.c*l.h*l.w, l.oc*p
 	l.col = grow(l.col, q*p)
 	l.y = grow(l.y, n*out)
+	// The product runs best as yᵀ = colᵀ·Wᵀ (see blas's planner); handing it Wᵀ, made
+	// once per batch, lets it copy rather than transpose W into panels for each sample.
+	l.wT = grow(l.wT, q*l.oc)
+	l.e.transpose(l.oc, q, 1, l.wt.Value, q, 0, l.wT, l.oc)
 	for s := range n {
 		ys := l.y[s*out : (s+1)*out]
 		for o := range l.oc {
@@ -35,40 +52,73 @@ func (l *conv2d[T]) forward(x []T, n int, _ bool) []T {
 				row[i] = bv
 			}
 		}
-		im2col(x[s*in:(s+1)*in], l.col, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
-		l.e.gemm(false, false, l.oc, p, q, 1, l.wt.Value, q, l.col, p, 1, ys, p)
+		l.e.im2col(x[s*in:(s+1)*in], l.col, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
+		l.e.gemm(true, false, l.oc, p, q, 1, l.wT, l.oc, l.col, p, 1, ys, p)
 	}
 	return l.y
 }
 
-func (l *conv2d[T]) backward(dy []T, n int, needDX bool) []T {
+func (l *conv2d[T]) backward(dy []T, n int, needDX bool, lr T) []T {
 	q, p := l.rows(), l.pix()
 	in, out := l.c*l.h*l.w, l.oc*p
+	kk := l.k * l.k
+	l.dwt = grow(l.dwt, q*l.oc)
 	if needDX {
-		l.dcol = grow(l.dcol, q*p)
 		l.dx = grow(l.dx, n*in)
+		if l.stride == 1 {
+			// wflipT[(o·K+ky)·K+kx][c] = W[o][c][K−1−ky][K−1−kx], from the weights before
+			// any fused update; transposed for the same reason as wT.
+			l.wflipT = grow(l.wflipT, l.c*l.oc*kk)
+			l.coly = grow(l.coly, l.oc*kk*l.h*l.w)
+			w := l.wt.Value
+			for o := range l.oc {
+				for c := range l.c {
+					src := w[(o*l.c+c)*kk : (o*l.c+c+1)*kk]
+					for i, v := range src {
+						l.wflipT[(o*kk+kk-1-i)*l.c+c] = v
+					}
+				}
+			}
+		} else {
+			l.dcol = grow(l.dcol, q*p)
+		}
 	}
-	db := l.b.Grad
-	clear(db)
+	l.dbias = grow(l.dbias, l.oc)
+	dbias := l.dbias
+	clear(dbias)
 	for s := range n {
 		dys := dy[s*out : (s+1)*out]
-		im2col(l.x[s*in:(s+1)*in], l.col, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
+		l.e.im2col(l.x[s*in:(s+1)*in], l.col, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
 		var beta T
 		if s > 0 {
 			beta = 1
 		}
-		l.e.gemm(false, true, l.oc, q, p, 1, dys, p, l.col, p, beta, l.wt.Grad, q)
+		l.e.gemm(false, true, q, l.oc, p, 1, l.col, p, dys, p, beta, l.dwt, l.oc)
 		for o := range l.oc {
 			var sum T
 			for _, v := range dys[o*p : (o+1)*p] {
 				sum += v
 			}
-			db[o] += sum
+			dbias[o] += sum
 		}
-		if needDX {
+		if !needDX {
+			continue
+		}
+		dxs := l.dx[s*in : (s+1)*in]
+		if l.stride == 1 {
+			l.e.im2col(dys, l.coly, l.oc, l.oh, l.ow, l.k, 1, l.k-1-l.pad, l.h, l.w)
+			l.e.gemm(true, false, l.c, l.h*l.w, l.oc*kk, 1, l.wflipT, l.c, l.coly, l.h*l.w, 0, dxs, l.h*l.w)
+		} else {
 			l.e.gemm(true, false, q, p, l.oc, 1, l.wt.Value, q, dys, p, 0, l.dcol, p)
-			col2im(l.dcol, l.dx[s*in:(s+1)*in], l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
+			l.e.col2im(l.dcol, dxs, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
 		}
+	}
+	if lr != 0 {
+		l.e.transpose(q, l.oc, -lr, l.dwt, l.oc, 1, l.wt.Value, q)
+		l.e.axpy(-lr, dbias, l.b.Value)
+	} else {
+		l.e.transpose(q, l.oc, 1, l.dwt, l.oc, 0, l.wt.Grad, q)
+		copy(l.b.Grad, dbias)
 	}
 	if !needDX {
 		return nil
@@ -95,8 +145,32 @@ func validRange(n, size, k, stride, pad int) (lo, hi int) {
 
 // im2col writes col[(c·K+ky)·K+kx][oy·OW+ox] = x[c][oy·s−pad+ky][ox·s−pad+kx], or 0 where
 // that falls in the padding.
-func im2col[T Float](x, col []T, c, h, w, k, stride, pad, oh, ow int) {
+func (e *engine[T]) im2col(x, col []T, c, h, w, k, stride, pad, oh, ow int) {
 	p := oh * ow
+	if stride == 1 && e.im2colS1(x, col, c, h, w, k, pad) {
+		return
+	}
+	if stride == 1 {
+		for ci := range c {
+			plane := x[ci*h*w : (ci+1)*h*w]
+			for ky := range k {
+				ylo, yhi := validRange(oh, h, ky, stride, pad)
+				for kx := range k {
+					row := col[((ci*k+ky)*k+kx)*p : ((ci*k+ky)*k+kx+1)*p]
+					xlo, xhi := validRange(ow, w, kx, stride, pad)
+					clear(row[:ylo*ow])
+					clear(row[yhi*ow:])
+					switch {
+					case ylo < yhi && xlo < xhi:
+						e.copyRows(row[ylo*ow:], ow, plane[(ylo-pad+ky)*w+xlo-pad+kx:], w, yhi-ylo, xlo, xhi-xlo, ow)
+					case ylo < yhi:
+						clear(row[ylo*ow : yhi*ow])
+					}
+				}
+			}
+		}
+		return
+	}
 	for ci := range c {
 		plane := x[ci*h*w : (ci+1)*h*w]
 		for ky := range k {
@@ -129,9 +203,25 @@ func im2col[T Float](x, col []T, c, h, w, k, stride, pad, oh, ow int) {
 
 // col2im is the adjoint of im2col: x = 0, then x[c][iy][ix] += col[…] for every column
 // entry that im2col read from there.
-func col2im[T Float](col, x []T, c, h, w, k, stride, pad, oh, ow int) {
+func (e *engine[T]) col2im(col, x []T, c, h, w, k, stride, pad, oh, ow int) {
 	clear(x[:c*h*w])
 	p := oh * ow
+	if stride == 1 {
+		for ci := range c {
+			plane := x[ci*h*w : (ci+1)*h*w]
+			for ky := range k {
+				ylo, yhi := validRange(oh, h, ky, stride, pad)
+				for kx := range k {
+					row := col[((ci*k+ky)*k+kx)*p : ((ci*k+ky)*k+kx+1)*p]
+					xlo, xhi := validRange(ow, w, kx, stride, pad)
+					if ylo < yhi && xlo < xhi {
+						e.addRows(plane[(ylo-pad+ky)*w+xlo-pad+kx:], w, row[ylo*ow+xlo:], ow, yhi-ylo, xhi-xlo)
+					}
+				}
+			}
+		}
+		return
+	}
 	for ci := range c {
 		plane := x[ci*h*w : (ci+1)*h*w]
 		for ky := range k {

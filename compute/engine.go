@@ -13,10 +13,17 @@ type Float interface{ float32 | float64 }
 // engine holds the numeric kernels a model runs on. For float32 they are the CPU
 // backend's assembly kernels (package blas); for float64 the portable reference loops.
 type engine[T Float] struct {
-	gemm    func(transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int)
-	axpy    func(alpha T, x, y []T)
-	kernel  string
-	threads int
+	gemm       func(transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int)
+	axpy       func(alpha T, x, y []T)
+	copyRows   func(dst []T, ldd int, src []T, lds int, rows, lead, width, rowLen int)
+	addRows    func(dst []T, ldd int, src []T, lds int, rows, width int)
+	maxPool2x2 func(x []T, w int, y []T, arg []int32, oh, ow int, base, sentinel int32, relu bool)
+	transpose  func(rows, cols int, alpha T, src []T, lds int, beta T, dst []T, ldd int)
+	// im2colS1 is a whole stride-1 im2col when the backend has a fast one; it reports
+	// whether it did the work.
+	im2colS1 func(x, col []T, c, h, w, k, pad int) bool
+	kernel   string
+	threads  int
 }
 
 func newEngine[T Float](threads int, kernel string) (*engine[T], error) {
@@ -31,10 +38,13 @@ func newEngine[T Float](threads int, kernel string) (*engine[T], error) {
 		if err != nil {
 			return nil, fmt.Errorf("cpu backend: %w", err)
 		}
-		e := &engine[float32]{gemm: ctx.Gemm, axpy: blas.Axpy, kernel: ctx.Kernel(), threads: ctx.Threads()}
+		e := &engine[float32]{gemm: ctx.Gemm, axpy: blas.Axpy, copyRows: blas.CopyRows, addRows: blas.AddRows,
+			maxPool2x2: blas.MaxPool2x2, transpose: blas.Transpose, im2colS1: blas.Im2col, kernel: ctx.Kernel(), threads: ctx.Threads()}
 		return any(e).(*engine[T]), nil
 	default:
-		return &engine[T]{gemm: blas.Ref[T], axpy: axpyRef[T], kernel: "reference", threads: 1}, nil
+		return &engine[T]{gemm: blas.Ref[T], axpy: axpyRef[T], copyRows: blas.CopyRowsRef[T], addRows: blas.AddRowsRef[T],
+			maxPool2x2: blas.MaxPool2x2Ref[T], transpose: blas.TransposeRef[T], kernel: "reference", threads: 1,
+			im2colS1: func(x, col []T, c, h, w, k, pad int) bool { return false }}, nil
 	}
 }
 

@@ -20,6 +20,9 @@ var gradSpecs = []Spec{
 	{Name: "strided-pool", Input: []int{1, 11, 11}, Classes: 2, Layers: []LayerSpec{
 		{Type: LayerConv2D, Out: 2, Kernel: 5, Stride: 3}, {Type: LayerMaxPool, Kernel: 2, Stride: 1},
 		{Type: LayerConv2D, Out: 3, Kernel: 1}, {Type: LayerDense, Out: 2}}},
+	{Name: "relu-pool3", Input: []int{2, 9, 9}, Classes: 3, Layers: []LayerSpec{
+		{Type: LayerConv2D, Out: 3, Kernel: 3, Pad: 1}, {Type: LayerReLU}, {Type: LayerMaxPool, Kernel: 3, Stride: 2},
+		{Type: LayerDense, Out: 3}}},
 	{Name: "mini-cnn", Input: []int{1, 12, 12}, Classes: 10, Layers: []LayerSpec{
 		{Type: LayerConv2D, Out: 4, Kernel: 5, Pad: 2}, {Type: LayerReLU}, {Type: LayerMaxPool, Kernel: 2},
 		{Type: LayerConv2D, Out: 6, Kernel: 5, Pad: 2}, {Type: LayerReLU}, {Type: LayerMaxPool, Kernel: 2},
@@ -94,7 +97,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			lossOf(m, x, y, n)
 			g := m.dlogits
 			for i := len(m.layers) - 1; i >= 0; i-- {
-				g = m.layers[i].backward(g, n, true)
+				g = m.layers[i].backward(g, n, true, 0)
 			}
 			dx := append([]float64(nil), g...)
 			for i := range x {

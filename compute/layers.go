@@ -1,9 +1,6 @@
 package compute
 
-import (
-	"math"
-	"math/rand/v2"
-)
+import "math/rand/v2"
 
 // layer is one step of a model. Buffers are owned by the layer, sized for the largest
 // batch seen so far, so steady-state training allocates nothing. forward keeps a
@@ -14,8 +11,10 @@ type layer[T Float] interface {
 	forward(x []T, n int, train bool) []T
 	// backward takes the gradient of the loss with respect to the last output, sets the
 	// gradients of the layer's parameters and, when needDX, returns the gradient with
-	// respect to the input.
-	backward(dy []T, n int, needDX bool) []T
+	// respect to the input. With lr ≠ 0 it applies plain SGD instead of setting the
+	// gradients: value −= lr·gradient, fused into the products that compute the
+	// gradient (after the input gradient has used the old values).
+	backward(dy []T, n int, needDX bool, lr T) []T
 }
 
 // Param is a named parameter tensor of a model. Value and Grad are views into the
@@ -52,21 +51,27 @@ func (l *dense[T]) forward(x []T, n int, _ bool) []T {
 	return l.y
 }
 
-func (l *dense[T]) backward(dy []T, n int, needDX bool) []T {
+func (l *dense[T]) backward(dy []T, n int, needDX bool, lr T) []T {
+	var dx []T
+	if needDX {
+		l.dx = grow(l.dx, n*l.in)
+		l.e.gemm(false, false, n, l.in, l.out, 1, dy, l.out, l.w.Value, l.in, 0, l.dx, l.in)
+		dx = l.dx
+	}
+	if lr != 0 {
+		l.e.gemm(true, false, l.out, l.in, n, -lr, dy, l.out, l.x, l.in, 1, l.w.Value, l.in)
+		for i := range n {
+			l.e.axpy(-lr, dy[i*l.out:(i+1)*l.out], l.b.Value)
+		}
+		return dx
+	}
 	l.e.gemm(true, false, l.out, l.in, n, 1, dy, l.out, l.x, l.in, 0, l.w.Grad, l.in)
 	db := l.b.Grad
 	copy(db, dy[:l.out])
 	for i := 1; i < n; i++ {
-		for j, v := range dy[i*l.out : (i+1)*l.out] {
-			db[j] += v
-		}
+		l.e.axpy(1, dy[i*l.out:(i+1)*l.out], db)
 	}
-	if !needDX {
-		return nil
-	}
-	l.dx = grow(l.dx, n*l.in)
-	l.e.gemm(false, false, n, l.in, l.out, 1, dy, l.out, l.w.Value, l.in, 0, l.dx, l.in)
-	return l.dx
+	return dx
 }
 
 // relu is the rectifier y = max(x, 0).
@@ -85,7 +90,7 @@ func (l *relu[T]) forward(x []T, n int, _ bool) []T {
 	return l.y
 }
 
-func (l *relu[T]) backward(dy []T, n int, _ bool) []T {
+func (l *relu[T]) backward(dy []T, n int, _ bool, _ T) []T {
 	l.dx = grow(l.dx, n*l.size)
 	y := l.y[:n*l.size]
 	for i, v := range dy[:n*l.size] {
@@ -103,7 +108,7 @@ type flatten[T Float] struct{}
 
 func (flatten[T]) params() []*Param[T]              { return nil }
 func (flatten[T]) forward(x []T, _ int, _ bool) []T { return x }
-func (flatten[T]) backward(dy []T, _ int, _ bool) []T {
+func (flatten[T]) backward(dy []T, _ int, _ bool, _ T) []T {
 	return dy
 }
 
@@ -140,7 +145,7 @@ func (l *dropout[T]) forward(x []T, n int, train bool) []T {
 	return l.y
 }
 
-func (l *dropout[T]) backward(dy []T, n int, _ bool) []T {
+func (l *dropout[T]) backward(dy []T, n int, _ bool, _ T) []T {
 	if !l.train {
 		return dy
 	}
@@ -153,57 +158,69 @@ func (l *dropout[T]) backward(dy []T, n int, _ bool) []T {
 }
 
 // maxPool takes the maximum over kernel×kernel windows with the given stride, per
-// channel. Ties go to the first maximum in row-major order, as in PyTorch.
+// channel. Ties go to the first maximum in row-major order and NaNs propagate, as in
+// PyTorch. With relu set it computes max(0, window maximum), which equals a ReLU followed
+// by the pool (the two commute), in one pass: New fuses "relu, maxpool2d" into it.
 type maxPool[T Float] struct {
+	e               *engine[T]
 	c, h, w, oh, ow int
 	k, stride       int
-	arg             []int32 // index in the input plane of each output's maximum
-	y, dx           []T
+	relu            bool
+	// arg holds, for each output, the index in the batch's input of its maximum, or
+	// len(input) when ReLU zeroed it: backward then adds into a spare slot instead of
+	// branching.
+	arg   []int32
+	y, dx []T
 }
 
 func (l *maxPool[T]) params() []*Param[T] { return nil }
 
 func (l *maxPool[T]) forward(x []T, n int, _ bool) []T {
 	planes := n * l.c
-	out := l.oh * l.ow
+	in, out := l.h*l.w, l.oh*l.ow
 	l.y = grow(l.y, planes*out)
 	l.arg = grow(l.arg, planes*out)
-	in := l.h * l.w
+	sentinel := int32(planes * in)
 	for p := range planes {
 		xp := x[p*in : (p+1)*in]
 		yp := l.y[p*out : (p+1)*out]
 		ap := l.arg[p*out : (p+1)*out]
+		base := int32(p * in)
+		if l.k == 2 && l.stride == 2 {
+			l.e.maxPool2x2(xp, l.w, yp, ap, l.oh, l.ow, base, sentinel, l.relu)
+			continue
+		}
 		for oy := range l.oh {
 			for ox := range l.ow {
 				y0, x0 := oy*l.stride, ox*l.stride
-				best := y0*l.w + x0
+				best := int32(y0*l.w + x0)
 				bv := xp[best]
 				for ky := range l.k {
 					row := (y0+ky)*l.w + x0
 					for kx := range l.k {
-						if v := xp[row+kx]; v > bv || (math.IsNaN(float64(v)) && !math.IsNaN(float64(bv))) {
-							bv, best = v, row+kx
+						if v := xp[row+kx]; v > bv || (v != v && bv == bv) {
+							bv, best = v, int32(row+kx)
 						}
 					}
 				}
+				best += base
+				if l.relu && !(bv > 0) && bv == bv {
+					bv, best = 0, sentinel
+				}
 				yp[oy*l.ow+ox] = bv
-				ap[oy*l.ow+ox] = int32(best)
+				ap[oy*l.ow+ox] = best
 			}
 		}
 	}
 	return l.y
 }
 
-func (l *maxPool[T]) backward(dy []T, n int, _ bool) []T {
-	planes := n * l.c
-	in, out := l.h*l.w, l.oh*l.ow
-	l.dx = grow(l.dx, planes*in)
+func (l *maxPool[T]) backward(dy []T, n int, _ bool, _ T) []T {
+	m := n * l.c * l.h * l.w
+	l.dx = grow(l.dx, m+1)
 	clear(l.dx)
-	for p := range planes {
-		dxp := l.dx[p*in : (p+1)*in]
-		for i, a := range l.arg[p*out : (p+1)*out] {
-			dxp[a] += dy[p*out+i]
-		}
+	for i, a := range l.arg[:n*l.c*l.oh*l.ow] {
+		l.dx[a] += dy[i]
 	}
-	return l.dx
+	return l.dx[:m]
 }

@@ -84,6 +84,9 @@ func New[T Float](spec Spec, opt Options) (*Model[T], error) {
 	take := func() *Param[T] { p := m.ps[next]; next++; return p }
 	for i, pl := range plan {
 		var l layer[T]
+		if pl.Type == LayerReLU && i+1 < len(plan) && plan[i+1].Type == LayerMaxPool {
+			continue // fused into the pool: max(0, ·) commutes with max
+		}
 		switch pl.Type {
 		case LayerDense:
 			l = &dense[T]{e: eng, in: prod(pl.in), out: pl.Out, w: take(), b: take()}
@@ -91,7 +94,8 @@ func New[T Float](spec Spec, opt Options) (*Model[T], error) {
 			l = &conv2d[T]{e: eng, c: pl.in[0], h: pl.in[1], w: pl.in[2], oc: pl.out[0], oh: pl.out[1], ow: pl.out[2],
 				k: pl.Kernel, stride: pl.Stride, pad: pl.Pad, wt: take(), b: take()}
 		case LayerMaxPool:
-			l = &maxPool[T]{c: pl.in[0], h: pl.in[1], w: pl.in[2], oh: pl.out[1], ow: pl.out[2], k: pl.Kernel, stride: pl.Stride}
+			l = &maxPool[T]{e: eng, c: pl.in[0], h: pl.in[1], w: pl.in[2], oh: pl.out[1], ow: pl.out[2], k: pl.Kernel, stride: pl.Stride,
+				relu: i > 0 && plan[i-1].Type == LayerReLU}
 		case LayerReLU:
 			l = &relu[T]{size: prod(pl.in)}
 		case LayerDropout:
@@ -231,10 +235,14 @@ func (m *Model[T]) Loss(labels []int32) (loss float64, correct int) {
 
 // Backward back-propagates the gradient stored by Loss and sets Grads to the gradient of
 // the mean loss (it overwrites, it does not accumulate).
-func (m *Model[T]) Backward() {
+func (m *Model[T]) Backward() { m.backward(0) }
+
+// backward back-propagates; with lr ≠ 0 it applies plain SGD on the way instead of
+// setting the gradients (see layer.backward).
+func (m *Model[T]) backward(lr T) {
 	g := m.dlogits
 	for i := len(m.layers) - 1; i >= 0; i-- {
-		g = m.layers[i].backward(g, m.batch, i > 0)
+		g = m.layers[i].backward(g, m.batch, i > 0, lr)
 	}
 }
 

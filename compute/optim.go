@@ -67,6 +67,12 @@ func (o *SGD[T]) Step(w, g []T) {
 // Reset implements Optimizer.
 func (o *SGD[T]) Reset() { o.buf = nil }
 
+// fusedSGD is implemented by optimizers that can be applied inside the backward pass:
+// fusedLR reports the learning rate when the update is exactly w ← w − lr·g.
+type fusedSGD interface{ fusedLR() (float64, bool) }
+
+func (o *SGD[T]) fusedLR() (float64, bool) { return o.LR, o.Momentum == 0 && o.WeightDecay == 0 }
+
 // Adam is the Adam optimizer with PyTorch's semantics (torch.optim.Adam, L2 weight decay
 // added to the gradient, bias-corrected moments).
 type Adam[T Float] struct {

@@ -95,9 +95,21 @@ func Train(ctx context.Context, m *Model[float32], opt Optimizer[float32], d *da
 
 // TrainStep runs forward, loss, backward and one optimizer step on a batch of n samples
 // and returns the batch's mean loss and how many samples were classified correctly.
+//
+// When the optimizer is plain SGD (no momentum, no weight decay), the update is fused
+// into the backward pass: each layer adds −lr·gradient straight into its weights in the
+// product that computes the gradient, after its input gradient has used the old
+// weights. The result is the same update without writing and re-reading a gradient
+// vector as large as the model; Grads is then left as it was.
 func (m *Model[T]) TrainStep(opt Optimizer[T], x []T, y []int32, n int) (loss float64, correct int) {
 	m.Forward(x, n, true)
 	loss, correct = m.Loss(y[:n])
+	if f, ok := opt.(fusedSGD); ok {
+		if lr, ok := f.fusedLR(); ok {
+			m.backward(T(lr))
+			return loss, correct
+		}
+	}
 	m.Backward()
 	opt.Step(m.values, m.grads)
 	return loss, correct

@@ -33,12 +33,16 @@ type microKernel struct {
 	// transpose16, when not nil, reads n ≤ 16 rows of 16 floats at src+r·srcStride and
 	// writes their transpose as 16 rows of n floats at dst+c·dstStride (strides in bytes).
 	transpose16 func(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n int)
+	// transposeMerge16, when not nil, transposes like transpose16 but writes only the
+	// first m output rows, as dst = alpha·row + beta·dst: a tile stored into a C whose
+	// rows are contiguous in memory the other way (C.rs == 1).
+	transposeMerge16 func(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n, m int, alpha, beta float32)
 }
 
 // Kernels returns the names of the micro-kernels this CPU can run, best first; the last
 // is always the portable Go kernel.
 func Kernels() []string {
-	ks := availableKernels()
+	ks := kernelTable
 	names := make([]string, len(ks))
 	for i, k := range ks {
 		names[i] = k.name
@@ -65,7 +69,7 @@ type Option func(*Context) error
 // WithKernel selects a micro-kernel by name (see Kernels); it fails if this CPU cannot run it.
 func WithKernel(name string) Option {
 	return func(c *Context) error {
-		for _, k := range availableKernels() {
+		for _, k := range kernelTable {
 			if k.name == name {
 				c.kern = k
 				return nil
@@ -89,7 +93,7 @@ func WithThreads(n int) Option {
 
 // New returns a Context using the best micro-kernel of this CPU unless an option says otherwise.
 func New(opts ...Option) (*Context, error) {
-	c := &Context{kern: availableKernels()[0], threads: 1}
+	c := &Context{kern: kernelTable[0], threads: 1}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err
@@ -178,8 +182,12 @@ func (c *Context) cost(A, B, C view) float64 {
 		cycles += c.packPrice(A.t()) * float64(k) * float64(m)
 	}
 	if C.cs != 1 {
-		// Every tile goes through the tile buffer and a scalar strided merge.
-		cycles += 1.5 * float64(m) * float64(n)
+		// Every tile goes through the tile buffer and a transposing (or scalar) merge.
+		price := 4.0
+		if C.rs == 1 && c.kern.transposeMerge16 != nil {
+			price = 0.5
+		}
+		cycles += price * float64(m) * float64(n)
 	} else if !c.kern.masked {
 		// Only the ragged right and bottom edges do.
 		cycles += 1.5 * float64(m*(np-n)+n*(mp-m))
@@ -310,7 +318,7 @@ func (c *Context) run(alpha float32, A, B view, beta float32, C view) {
 							continue
 						}
 						fn(kb, ap, rsA, csA, bp, rsB, &c.tile[0], uintptr(nr*4), 1, 0, mr, 1<<nr-1)
-						mergeTile(c.tile, nr, C.sub(ic+ir, jc+jr, mrr, nrr), alpha, betaEff)
+						c.mergeTile(c.tile, nr, C.sub(ic+ir, jc+jr, mrr, nrr), alpha, betaEff)
 					}
 				}
 			}
@@ -364,7 +372,13 @@ func (c *Context) packPanels(dst []float32, src view, w int) {
 }
 
 // mergeTile writes C = alpha·tile + beta·C for the valid part of a tile.
-func mergeTile(tile []float32, ld int, C view, alpha, beta float32) {
+func (c *Context) mergeTile(tile []float32, ld int, C view, alpha, beta float32) {
+	if tm := c.kern.transposeMerge16; tm != nil && C.rs == 1 {
+		for j := 0; j < C.cols; j += 16 {
+			tm(&tile[j], uintptr(ld*4), &C.data[C.at(0, j)], uintptr(C.cs*4), C.rows, min(16, C.cols-j), alpha, beta)
+		}
+		return
+	}
 	for i := range C.rows {
 		t := tile[i*ld : i*ld+C.cols]
 		o := C.at(i, 0)
@@ -395,3 +409,30 @@ func scale(C view, beta float32) {
 }
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// kernelTable lists the micro-kernels this CPU can run, best first. It is set once at
+// start from the CPU's features and never changes.
+var kernelTable = detectKernels()
+
+// Explain describes how c would compute a product of these shapes — orientation,
+// packing, and the cost the planner estimated — for tuning and benchmarks.
+func (c *Context) Explain(transA, transB bool, m, n, k int) string {
+	lda, ldb := k, n
+	if transA {
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	A := matView(nil, transA, m, k, lda)
+	B := matView(nil, transB, k, n, ldb)
+	C := view{nil, 0, n, 1, m, n}
+	orient := "C"
+	direct, swapped := c.cost(A, B, C), c.cost(B.t(), A.t(), C.t())
+	if swapped < direct {
+		A, B, C = B.t(), A.t(), C.t()
+		orient = "Cᵀ"
+	}
+	return fmt.Sprintf("%s: m=%d n=%d k=%d packA=%v(price %.2f) packB=%v(price %.2f) transposedC=%v cost=%.0f/%.0f",
+		orient, A.rows, B.cols, A.cols, c.packsA(A, B), c.packPrice(A.t()), c.packsB(A, B), c.packPrice(B), C.cs != 1, direct, swapped)
+}

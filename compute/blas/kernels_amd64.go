@@ -17,14 +17,17 @@ func kern6x16avx2(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, 
 //go:noescape
 func transpose16avx512(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n int)
 
+//go:noescape
+func transposeMerge16avx512(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n, m int, alpha, beta float32)
+
 // avx512Kernel and avx2Kernel describe the assembly micro-kernels.
 var (
-	avx512Kernel = microKernel{name: "avx512-12x32", mr: 12, nr: 32, lanesPerCycle: 32, masked: true, fn: kern12x32avx512, transpose16: transpose16avx512}
+	avx512Kernel = microKernel{name: "avx512-12x32", mr: 12, nr: 32, lanesPerCycle: 32, masked: true, fn: kern12x32avx512, transpose16: transpose16avx512, transposeMerge16: transposeMerge16avx512}
 	avx2Kernel   = microKernel{name: "avx2-6x16", mr: 6, nr: 16, lanesPerCycle: 16, fn: kern6x16avx2}
 )
 
-// availableKernels lists the micro-kernels this CPU can run, best first.
-func availableKernels() []microKernel {
+// detectKernels lists the micro-kernels this CPU can run, best first.
+func detectKernels() []microKernel {
 	var ks []microKernel
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL {
 		ks = append(ks, avx512Kernel)
@@ -67,4 +70,54 @@ func peakLoop() (func(n int), float64) {
 		return peakavx2, 12 * 8 * 2
 	}
 	return nil, 0
+}
+
+//go:noescape
+func copyRowsavx512(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, lead, width, rowLen int)
+
+//go:noescape
+func addRowsavx512(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width int)
+
+//go:noescape
+func maxPool2x2avx512(x *float32, w int, y *float32, arg *int32, oh, ow int, base, sentinel int32, relu int)
+
+var hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ
+
+func copyRowsAsm(dst []float32, ldd int, src []float32, lds int, rows, lead, width, rowLen int) bool {
+	if !hasAVX512 {
+		return false
+	}
+	copyRowsavx512(&dst[0], uintptr(ldd*4), &src[0], uintptr(lds*4), rows, lead, width, rowLen)
+	return true
+}
+
+func addRowsAsm(dst []float32, ldd int, src []float32, lds int, rows, width int) bool {
+	if !hasAVX512 {
+		return false
+	}
+	addRowsavx512(&dst[0], uintptr(ldd*4), &src[0], uintptr(lds*4), rows, width)
+	return true
+}
+
+func maxPool2x2Asm(x []float32, w int, y []float32, arg []int32, oh, ow int, base, sentinel int32, relu bool) bool {
+	if !hasAVX512 {
+		return false
+	}
+	r := 0
+	if relu {
+		r = 1
+	}
+	maxPool2x2avx512(&x[0], w, &y[0], &arg[0], oh, ow, base, sentinel, r)
+	return true
+}
+
+//go:noescape
+func im2colavx512(x, col *float32, c, plane, p, ow4, w4 int, tab *int64, ntab int)
+
+func im2colAsm(x, col []float32, c, plane, p, ow, w int, tab []int64) bool {
+	if !hasAVX512 {
+		return false
+	}
+	im2colavx512(&x[0], &col[0], c, plane, p, ow*4, w*4, &tab[0], len(tab)/4)
+	return true
 }

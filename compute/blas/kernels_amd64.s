@@ -369,70 +369,70 @@ TEXT ·transpose16avx512(SB), NOSPLIT, $0-40
 	VXORPS Z14, Z14, Z14
 	VXORPS Z15, Z15, Z15
 	CMPQ CX, $0
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z0
 	ADDQ R8, SI
 	CMPQ CX, $1
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z1
 	ADDQ R8, SI
 	CMPQ CX, $2
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z2
 	ADDQ R8, SI
 	CMPQ CX, $3
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z3
 	ADDQ R8, SI
 	CMPQ CX, $4
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z4
 	ADDQ R8, SI
 	CMPQ CX, $5
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z5
 	ADDQ R8, SI
 	CMPQ CX, $6
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z6
 	ADDQ R8, SI
 	CMPQ CX, $7
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z7
 	ADDQ R8, SI
 	CMPQ CX, $8
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z8
 	ADDQ R8, SI
 	CMPQ CX, $9
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z9
 	ADDQ R8, SI
 	CMPQ CX, $10
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z10
 	ADDQ R8, SI
 	CMPQ CX, $11
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z11
 	ADDQ R8, SI
 	CMPQ CX, $12
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z12
 	ADDQ R8, SI
 	CMPQ CX, $13
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z13
 	ADDQ R8, SI
 	CMPQ CX, $14
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z14
 	ADDQ R8, SI
 	CMPQ CX, $15
-	JLE loaded
+	JLE transpose16avx512loaded
 	VMOVUPS (SI), Z15
 	ADDQ R8, SI
-loaded:
+transpose16avx512loaded:
 	VUNPCKLPS Z1, Z0, Z16
 	VUNPCKHPS Z1, Z0, Z17
 	VUNPCKLPS Z3, Z2, Z18
@@ -529,6 +529,350 @@ loaded:
 	ADDQ R9, DI
 	VMOVUPS Z15, K1, (DI)
 	ADDQ R9, DI
+	VZEROUPPER
+	RET
+
+// func transposeMerge16avx512(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n, m int, alpha, beta float32)
+TEXT ·transposeMerge16avx512(SB), NOSPLIT, $0-56
+	MOVQ src+0(FP), SI
+	MOVQ srcStride+8(FP), R8
+	MOVQ dst+16(FP), DI
+	MOVQ dstStride+24(FP), R9
+	MOVQ n+32(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	VXORPS Z4, Z4, Z4
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+	VXORPS Z9, Z9, Z9
+	VXORPS Z10, Z10, Z10
+	VXORPS Z11, Z11, Z11
+	VXORPS Z12, Z12, Z12
+	VXORPS Z13, Z13, Z13
+	VXORPS Z14, Z14, Z14
+	VXORPS Z15, Z15, Z15
+	CMPQ CX, $0
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z0
+	ADDQ R8, SI
+	CMPQ CX, $1
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z1
+	ADDQ R8, SI
+	CMPQ CX, $2
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z2
+	ADDQ R8, SI
+	CMPQ CX, $3
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z3
+	ADDQ R8, SI
+	CMPQ CX, $4
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z4
+	ADDQ R8, SI
+	CMPQ CX, $5
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z5
+	ADDQ R8, SI
+	CMPQ CX, $6
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z6
+	ADDQ R8, SI
+	CMPQ CX, $7
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z7
+	ADDQ R8, SI
+	CMPQ CX, $8
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z8
+	ADDQ R8, SI
+	CMPQ CX, $9
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z9
+	ADDQ R8, SI
+	CMPQ CX, $10
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z10
+	ADDQ R8, SI
+	CMPQ CX, $11
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z11
+	ADDQ R8, SI
+	CMPQ CX, $12
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z12
+	ADDQ R8, SI
+	CMPQ CX, $13
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z13
+	ADDQ R8, SI
+	CMPQ CX, $14
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z14
+	ADDQ R8, SI
+	CMPQ CX, $15
+	JLE transposeMerge16avx512loaded
+	VMOVUPS (SI), Z15
+	ADDQ R8, SI
+transposeMerge16avx512loaded:
+	VUNPCKLPS Z1, Z0, Z16
+	VUNPCKHPS Z1, Z0, Z17
+	VUNPCKLPS Z3, Z2, Z18
+	VUNPCKHPS Z3, Z2, Z19
+	VUNPCKLPS Z5, Z4, Z20
+	VUNPCKHPS Z5, Z4, Z21
+	VUNPCKLPS Z7, Z6, Z22
+	VUNPCKHPS Z7, Z6, Z23
+	VUNPCKLPS Z9, Z8, Z24
+	VUNPCKHPS Z9, Z8, Z25
+	VUNPCKLPS Z11, Z10, Z26
+	VUNPCKHPS Z11, Z10, Z27
+	VUNPCKLPS Z13, Z12, Z28
+	VUNPCKHPS Z13, Z12, Z29
+	VUNPCKLPS Z15, Z14, Z30
+	VUNPCKHPS Z15, Z14, Z31
+	VUNPCKLPD Z18, Z16, Z0
+	VUNPCKHPD Z18, Z16, Z1
+	VUNPCKLPD Z19, Z17, Z2
+	VUNPCKHPD Z19, Z17, Z3
+	VUNPCKLPD Z22, Z20, Z4
+	VUNPCKHPD Z22, Z20, Z5
+	VUNPCKLPD Z23, Z21, Z6
+	VUNPCKHPD Z23, Z21, Z7
+	VUNPCKLPD Z26, Z24, Z8
+	VUNPCKHPD Z26, Z24, Z9
+	VUNPCKLPD Z27, Z25, Z10
+	VUNPCKHPD Z27, Z25, Z11
+	VUNPCKLPD Z30, Z28, Z12
+	VUNPCKHPD Z30, Z28, Z13
+	VUNPCKLPD Z31, Z29, Z14
+	VUNPCKHPD Z31, Z29, Z15
+	VSHUFF32X4 $0x88, Z4, Z0, Z16
+	VSHUFF32X4 $0xdd, Z4, Z0, Z17
+	VSHUFF32X4 $0x88, Z5, Z1, Z18
+	VSHUFF32X4 $0xdd, Z5, Z1, Z19
+	VSHUFF32X4 $0x88, Z6, Z2, Z20
+	VSHUFF32X4 $0xdd, Z6, Z2, Z21
+	VSHUFF32X4 $0x88, Z7, Z3, Z22
+	VSHUFF32X4 $0xdd, Z7, Z3, Z23
+	VSHUFF32X4 $0x88, Z12, Z8, Z24
+	VSHUFF32X4 $0xdd, Z12, Z8, Z25
+	VSHUFF32X4 $0x88, Z13, Z9, Z26
+	VSHUFF32X4 $0xdd, Z13, Z9, Z27
+	VSHUFF32X4 $0x88, Z14, Z10, Z28
+	VSHUFF32X4 $0xdd, Z14, Z10, Z29
+	VSHUFF32X4 $0x88, Z15, Z11, Z30
+	VSHUFF32X4 $0xdd, Z15, Z11, Z31
+	VSHUFF32X4 $0x88, Z24, Z16, Z0
+	VSHUFF32X4 $0xdd, Z24, Z16, Z8
+	VSHUFF32X4 $0x88, Z25, Z17, Z4
+	VSHUFF32X4 $0xdd, Z25, Z17, Z12
+	VSHUFF32X4 $0x88, Z26, Z18, Z1
+	VSHUFF32X4 $0xdd, Z26, Z18, Z9
+	VSHUFF32X4 $0x88, Z27, Z19, Z5
+	VSHUFF32X4 $0xdd, Z27, Z19, Z13
+	VSHUFF32X4 $0x88, Z28, Z20, Z2
+	VSHUFF32X4 $0xdd, Z28, Z20, Z10
+	VSHUFF32X4 $0x88, Z29, Z21, Z6
+	VSHUFF32X4 $0xdd, Z29, Z21, Z14
+	VSHUFF32X4 $0x88, Z30, Z22, Z3
+	VSHUFF32X4 $0xdd, Z30, Z22, Z11
+	VSHUFF32X4 $0x88, Z31, Z23, Z7
+	VSHUFF32X4 $0xdd, Z31, Z23, Z15
+	MOVQ m+40(FP), DX
+	VBROADCASTSS alpha+48(FP), Z16
+	VBROADCASTSS beta+52(FP), Z17
+	MOVL beta+52(FP), AX
+	ANDL $0x7fffffff, AX
+	JEQ transposeMerge16avx512nobeta
+	CMPQ DX, $0
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z0, Z0
+	VFMADD231PS (DI), Z17, K1, Z0
+	VMOVUPS Z0, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $1
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z1, Z1
+	VFMADD231PS (DI), Z17, K1, Z1
+	VMOVUPS Z1, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $2
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z2, Z2
+	VFMADD231PS (DI), Z17, K1, Z2
+	VMOVUPS Z2, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $3
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z3, Z3
+	VFMADD231PS (DI), Z17, K1, Z3
+	VMOVUPS Z3, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $4
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z4, Z4
+	VFMADD231PS (DI), Z17, K1, Z4
+	VMOVUPS Z4, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $5
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z5, Z5
+	VFMADD231PS (DI), Z17, K1, Z5
+	VMOVUPS Z5, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $6
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z6, Z6
+	VFMADD231PS (DI), Z17, K1, Z6
+	VMOVUPS Z6, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $7
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z7, Z7
+	VFMADD231PS (DI), Z17, K1, Z7
+	VMOVUPS Z7, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $8
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z8, Z8
+	VFMADD231PS (DI), Z17, K1, Z8
+	VMOVUPS Z8, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $9
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z9, Z9
+	VFMADD231PS (DI), Z17, K1, Z9
+	VMOVUPS Z9, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $10
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z10, Z10
+	VFMADD231PS (DI), Z17, K1, Z10
+	VMOVUPS Z10, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $11
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z11, Z11
+	VFMADD231PS (DI), Z17, K1, Z11
+	VMOVUPS Z11, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $12
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z12, Z12
+	VFMADD231PS (DI), Z17, K1, Z12
+	VMOVUPS Z12, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $13
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z13, Z13
+	VFMADD231PS (DI), Z17, K1, Z13
+	VMOVUPS Z13, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $14
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z14, Z14
+	VFMADD231PS (DI), Z17, K1, Z14
+	VMOVUPS Z14, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $15
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z15, Z15
+	VFMADD231PS (DI), Z17, K1, Z15
+	VMOVUPS Z15, K1, (DI)
+	ADDQ R9, DI
+	JMP transposeMerge16avx512done
+transposeMerge16avx512nobeta:
+	CMPQ DX, $0
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z0, Z0
+	VMOVUPS Z0, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $1
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z1, Z1
+	VMOVUPS Z1, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $2
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z2, Z2
+	VMOVUPS Z2, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $3
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z3, Z3
+	VMOVUPS Z3, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $4
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z4, Z4
+	VMOVUPS Z4, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $5
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z5, Z5
+	VMOVUPS Z5, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $6
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z6, Z6
+	VMOVUPS Z6, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $7
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z7, Z7
+	VMOVUPS Z7, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $8
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z8, Z8
+	VMOVUPS Z8, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $9
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z9, Z9
+	VMOVUPS Z9, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $10
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z10, Z10
+	VMOVUPS Z10, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $11
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z11, Z11
+	VMOVUPS Z11, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $12
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z12, Z12
+	VMOVUPS Z12, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $13
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z13, Z13
+	VMOVUPS Z13, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $14
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z14, Z14
+	VMOVUPS Z14, K1, (DI)
+	ADDQ R9, DI
+	CMPQ DX, $15
+	JLE transposeMerge16avx512done
+	VMULPS Z16, Z15, Z15
+	VMOVUPS Z15, K1, (DI)
+	ADDQ R9, DI
+transposeMerge16avx512done:
 	VZEROUPPER
 	RET
 
@@ -824,5 +1168,347 @@ peakavx2loop:
 	DECQ CX
 	JNE peakavx2loop
 peakavx2done:
+	VZEROUPPER
+	RET
+
+// func copyRowsavx512(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, lead, width, rowLen int)
+TEXT ·copyRowsavx512(SB), NOSPLIT, $0-64
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), R10
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R11
+	MOVQ rows+32(FP), DX
+	MOVQ lead+40(FP), R12
+	SHLQ $2, R12
+	MOVQ width+48(FP), R13
+	MOVQ rowLen+56(FP), R14
+	VXORPS Z0, Z0, Z0
+	MOVQ R14, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2
+	MOVQ R13, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K3
+	TESTQ DX, DX
+	JEQ cpdone
+cprow:
+	MOVQ DI, R8
+	MOVQ R14, CX
+cpzero:
+	CMPQ CX, $16
+	JLT cpzerotail
+	VMOVUPS Z0, (R8)
+	ADDQ $64, R8
+	SUBQ $16, CX
+	JMP cpzero
+cpzerotail:
+	TESTQ CX, CX
+	JEQ cpcopy
+	VMOVUPS Z0, K2, (R8)
+cpcopy:
+	LEAQ (DI)(R12*1), R8
+	MOVQ SI, R9
+	MOVQ R13, CX
+cpcopyloop:
+	CMPQ CX, $16
+	JLT cpcopytail
+	VMOVUPS (R9), Z1
+	VMOVUPS Z1, (R8)
+	ADDQ $64, R8
+	ADDQ $64, R9
+	SUBQ $16, CX
+	JMP cpcopyloop
+cpcopytail:
+	TESTQ CX, CX
+	JEQ cpnext
+	VMOVUPS.Z (R9), K3, Z1
+	VMOVUPS Z1, K3, (R8)
+cpnext:
+	ADDQ R10, DI
+	ADDQ R11, SI
+	DECQ DX
+	JNE cprow
+cpdone:
+	VZEROUPPER
+	RET
+
+// func addRowsavx512(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width int)
+TEXT ·addRowsavx512(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), R10
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R11
+	MOVQ rows+32(FP), DX
+	MOVQ width+40(FP), R13
+	MOVQ R13, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K3
+	TESTQ DX, DX
+	JEQ addone
+adrow:
+	MOVQ DI, R8
+	MOVQ SI, R9
+	MOVQ R13, CX
+adloop:
+	CMPQ CX, $16
+	JLT adtail
+	VMOVUPS (R8), Z1
+	VADDPS (R9), Z1, Z1
+	VMOVUPS Z1, (R8)
+	ADDQ $64, R8
+	ADDQ $64, R9
+	SUBQ $16, CX
+	JMP adloop
+adtail:
+	TESTQ CX, CX
+	JEQ adnext
+	VMOVUPS.Z (R8), K3, Z1
+	VMOVUPS.Z (R9), K3, Z2
+	VADDPS Z2, Z1, Z1
+	VMOVUPS Z1, K3, (R8)
+adnext:
+	ADDQ R10, DI
+	ADDQ R11, SI
+	DECQ DX
+	JNE adrow
+addone:
+	VZEROUPPER
+	RET
+
+DATA poolEven<>+0(SB)/4, $0
+DATA poolEven<>+4(SB)/4, $2
+DATA poolEven<>+8(SB)/4, $4
+DATA poolEven<>+12(SB)/4, $6
+DATA poolEven<>+16(SB)/4, $8
+DATA poolEven<>+20(SB)/4, $10
+DATA poolEven<>+24(SB)/4, $12
+DATA poolEven<>+28(SB)/4, $14
+DATA poolEven<>+32(SB)/4, $16
+DATA poolEven<>+36(SB)/4, $18
+DATA poolEven<>+40(SB)/4, $20
+DATA poolEven<>+44(SB)/4, $22
+DATA poolEven<>+48(SB)/4, $24
+DATA poolEven<>+52(SB)/4, $26
+DATA poolEven<>+56(SB)/4, $28
+DATA poolEven<>+60(SB)/4, $30
+GLOBL poolEven<>(SB), RODATA|NOPTR, $64
+DATA poolOdd<>+0(SB)/4, $1
+DATA poolOdd<>+4(SB)/4, $3
+DATA poolOdd<>+8(SB)/4, $5
+DATA poolOdd<>+12(SB)/4, $7
+DATA poolOdd<>+16(SB)/4, $9
+DATA poolOdd<>+20(SB)/4, $11
+DATA poolOdd<>+24(SB)/4, $13
+DATA poolOdd<>+28(SB)/4, $15
+DATA poolOdd<>+32(SB)/4, $17
+DATA poolOdd<>+36(SB)/4, $19
+DATA poolOdd<>+40(SB)/4, $21
+DATA poolOdd<>+44(SB)/4, $23
+DATA poolOdd<>+48(SB)/4, $25
+DATA poolOdd<>+52(SB)/4, $27
+DATA poolOdd<>+56(SB)/4, $29
+DATA poolOdd<>+60(SB)/4, $31
+GLOBL poolOdd<>(SB), RODATA|NOPTR, $64
+
+// func maxPool2x2avx512(x *float32, w int, y *float32, arg *int32, oh, ow int, base, sentinel int32, relu int)
+TEXT ·maxPool2x2avx512(SB), NOSPLIT, $0-64
+	MOVQ x+0(FP), SI
+	MOVQ w+8(FP), R8
+	MOVQ y+16(FP), DI
+	MOVQ arg+24(FP), DX
+	MOVQ oh+32(FP), R9
+	MOVL base+48(FP), R10
+	VMOVDQU32 poolEven<>(SB), Z30
+	VMOVDQU32 poolOdd<>(SB), Z31
+	VXORPS Z29, Z29, Z29
+	VPBROADCASTD R8, Z28
+	MOVL sentinel+52(FP), AX
+	VPBROADCASTD AX, Z27
+	MOVL $1, AX
+	VPBROADCASTD AX, Z26
+	TESTQ R9, R9
+	JEQ mpdone
+mprow:
+	MOVQ SI, R11
+	LEAQ (SI)(R8*4), R12
+	MOVQ DI, R13
+	MOVQ DX, R14
+	MOVQ ow+40(FP), R15
+	MOVL R10, BX
+mpchunk:
+	MOVQ R15, CX
+	CMPQ CX, $16
+	JLE mpcount
+	MOVQ $16, CX
+mpcount:
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+	SHLQ $1, CX
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K2
+	SHRQ $16, AX
+	KMOVW AX, K3
+	VMOVUPS.Z (R11), K2, Z0
+	VMOVUPS.Z 64(R11), K3, Z1
+	VMOVUPS.Z (R12), K2, Z2
+	VMOVUPS.Z 64(R12), K3, Z3
+	VMOVDQA32 Z30, Z4
+	VPERMI2PS Z1, Z0, Z4
+	VMOVDQA32 Z31, Z5
+	VPERMI2PS Z1, Z0, Z5
+	VMOVDQA32 Z30, Z6
+	VPERMI2PS Z3, Z2, Z6
+	VMOVDQA32 Z31, Z7
+	VPERMI2PS Z3, Z2, Z7
+	VPBROADCASTD BX, Z10
+	VPADDD Z30, Z10, Z10
+	VMOVDQA32 Z10, Z8
+	VPADDD Z26, Z10, Z9
+	VPADDD Z28, Z10, Z11
+	VPADDD Z26, Z11, Z12
+	VCMPPS $0x1e, Z4, Z5, K4
+	VCMPPS $0x03, Z5, Z5, K5
+	VCMPPS $0x07, Z4, Z4, K6
+	KANDW K5, K6, K5
+	KORW K5, K4, K4
+	VMOVAPS Z5, K4, Z4
+	VMOVDQA32 Z9, K4, Z8
+	VCMPPS $0x1e, Z4, Z6, K4
+	VCMPPS $0x03, Z6, Z6, K5
+	VCMPPS $0x07, Z4, Z4, K6
+	KANDW K5, K6, K5
+	KORW K5, K4, K4
+	VMOVAPS Z6, K4, Z4
+	VMOVDQA32 Z11, K4, Z8
+	VCMPPS $0x1e, Z4, Z7, K4
+	VCMPPS $0x03, Z7, Z7, K5
+	VCMPPS $0x07, Z4, Z4, K6
+	KANDW K5, K6, K5
+	KORW K5, K4, K4
+	VMOVAPS Z7, K4, Z4
+	VMOVDQA32 Z12, K4, Z8
+	CMPQ relu+56(FP), $0
+	JEQ mpstore
+	VCMPPS $0x1e, Z29, Z4, K4
+	VCMPPS $0x07, Z4, Z4, K5
+	KANDNW K5, K4, K6
+	VMOVAPS Z29, K6, Z4
+	VMOVDQA32 Z27, K6, Z8
+mpstore:
+	VMOVUPS Z4, K1, (R13)
+	VMOVDQU32 Z8, K1, (R14)
+	ADDQ $128, R11
+	ADDQ $128, R12
+	ADDQ $64, R13
+	ADDQ $64, R14
+	ADDL $32, BX
+	SUBQ $16, R15
+	JGT mpchunk
+	LEAQ (SI)(R8*8), SI
+	MOVQ ow+40(FP), AX
+	LEAQ (DI)(AX*4), DI
+	LEAQ (DX)(AX*4), DX
+	LEAL (R10)(R8*2), R10
+	DECQ R9
+	JNE mprow
+mpdone:
+	VZEROUPPER
+	RET
+
+// func im2colavx512(x, col *float32, c, plane, p, ow4, w4 int, tab *int64, ntab int)
+TEXT ·im2colavx512(SB), NOSPLIT, $16-72
+	MOVQ x+0(FP), SI
+	MOVQ col+8(FP), DI
+	MOVQ c+16(FP), R10
+	TESTQ R10, R10
+	JEQ icdone
+	MOVQ R10, cleft-8(SP)
+	MOVQ p+32(FP), R11
+	MOVQ ow4+40(FP), R12
+	MOVQ w4+48(FP), R13
+	VXORPS Z0, Z0, Z0
+	MOVQ R11, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2
+icchan:
+	MOVQ tab+56(FP), AX
+	MOVQ ntab+64(FP), R10
+	MOVQ R10, eleft-16(SP)
+icentry:
+	MOVQ DI, DX
+	MOVQ R11, CX
+	SHRQ $4, CX
+iczero:
+	TESTQ CX, CX
+	JEQ iczerotail
+	VMOVUPS Z0, (DX)
+	ADDQ $64, DX
+	DECQ CX
+	JMP iczero
+iczerotail:
+	VMOVUPS Z0, K2, (DX)
+	MOVQ 16(AX), R14
+	TESTQ R14, R14
+	JEQ icnext
+	MOVQ 24(AX), BX
+	TESTQ BX, BX
+	JEQ icnext
+	MOVQ BX, CX
+	ANDQ $15, CX
+	MOVL $1, R10
+	SHLL CX, R10
+	DECL R10
+	KMOVW R10, K3
+	SHRQ $4, BX
+	MOVQ 0(AX), R15
+	LEAQ (DI)(R15*4), R15
+	MOVQ 8(AX), R8
+	LEAQ (SI)(R8*4), R8
+icrow:
+	MOVQ R15, DX
+	MOVQ R8, R9
+	MOVQ BX, CX
+iccopy:
+	TESTQ CX, CX
+	JEQ iccopytail
+	VMOVUPS (R9), Z1
+	VMOVUPS Z1, (DX)
+	ADDQ $64, DX
+	ADDQ $64, R9
+	DECQ CX
+	JMP iccopy
+iccopytail:
+	VMOVUPS.Z (R9), K3, Z1
+	VMOVUPS Z1, K3, (DX)
+	ADDQ R12, R15
+	ADDQ R13, R8
+	DECQ R14
+	JNE icrow
+icnext:
+	LEAQ (DI)(R11*4), DI
+	ADDQ $32, AX
+	DECQ eleft-16(SP)
+	JNE icentry
+	MOVQ plane+24(FP), R10
+	LEAQ (SI)(R10*4), SI
+	DECQ cleft-8(SP)
+	JNE icchan
+icdone:
 	VZEROUPPER
 	RET

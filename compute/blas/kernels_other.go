@@ -2,11 +2,23 @@
 
 package blas
 
-// availableKernels lists the micro-kernels this CPU can run: only the portable one.
-func availableKernels() []microKernel { return []microKernel{goKernel} }
+// detectKernels lists the micro-kernels this CPU can run: only the portable one.
+func detectKernels() []microKernel { return []microKernel{goKernel} }
 
 // axpyAsm does nothing on CPUs without assembly kernels.
 func axpyAsm(alpha float32, x, y []float32) int { return 0 }
 
 // peakLoop reports that there is no assembly peak loop here.
 func peakLoop() (func(n int), float64) { return nil, 0 }
+
+func copyRowsAsm(dst []float32, ldd int, src []float32, lds int, rows, lead, width, rowLen int) bool {
+	return false
+}
+
+func addRowsAsm(dst []float32, ldd int, src []float32, lds int, rows, width int) bool { return false }
+
+func maxPool2x2Asm(x []float32, w int, y []float32, arg []int32, oh, ow int, base, sentinel int32, relu bool) bool {
+	return false
+}
+
+func im2colAsm(x, col []float32, c, plane, p, ow, w int, tab []int64) bool { return false }

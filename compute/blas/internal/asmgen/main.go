@@ -6,8 +6,12 @@
 //
 //	kern12x32avx512, kern6x16avx2  register-blocked GEMM micro-kernels
 //	transpose16avx512              16×16 register transpose, for packing Bᵀ panels
+//	transposeMerge16avx512         the same, storing a tile into a transposed C
 //	axpyavx512                     y += alpha·x
 //	peakavx512, peakavx2           register-only multiply-adds: the core's ceiling
+//	copyRowsavx512, addRowsavx512  strided row copies and sums: im2col and col2im
+//	maxPool2x2avx512               branch-free 2×2 max pooling with argmax
+//	im2colavx512                   a whole stride-1 im2col from a table of row runs
 //
 // A GEMM micro-kernel computes, for an MR×NR tile,
 //
@@ -172,9 +176,20 @@ func (g *gen) kernel(name string, mr, nvec int, vreg string, width, firstAcc int
 // dstStride uintptr, n int): it reads n (1..16) rows of 16 floats at src+r·srcStride and
 // writes 16 rows of n floats at dst+c·dstStride, row c holding column c of the input.
 // Rows ≥ n are not read; floats ≥ n of the output rows are not written.
-func (g *gen) transpose16() {
-	g.f("// func transpose16avx512(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n int)")
-	g.f("TEXT ·transpose16avx512(SB), NOSPLIT, $0-40")
+//
+// With merge it writes transposeMerge16avx512(src, srcStride, dst, dstStride, n, m int,
+// alpha, beta float32) instead: only the first m output rows, each as
+// dst = alpha·column + beta·dst (dst not read when beta = 0). That stores a kernel tile
+// into a C that is addressed transposed.
+func (g *gen) transpose16(merge bool) {
+	name, frame := "transpose16avx512", "$0-40"
+	if merge {
+		name, frame = "transposeMerge16avx512", "$0-56"
+		g.f("// func %s(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n, m int, alpha, beta float32)", name)
+	} else {
+		g.f("// func %s(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n int)", name)
+	}
+	g.f("TEXT ·%s(SB), NOSPLIT, %s", name, frame)
 	g.i("MOVQ src+0(FP), SI")
 	g.i("MOVQ srcStride+8(FP), R8")
 	g.i("MOVQ dst+16(FP), DI")
@@ -193,13 +208,14 @@ func (g *gen) transpose16() {
 	for r := range 16 {
 		g.i("VXORPS %s, %s, %s", R[r], R[r], R[r])
 	}
+	lbl := func(s string) string { return name + s }
 	for r := range 16 {
 		g.i("CMPQ CX, $%d", r)
-		g.i("JLE loaded")
+		g.i("JLE %s", lbl("loaded"))
 		g.i("VMOVUPS (SI), %s", R[r])
 		g.i("ADDQ R8, SI")
 	}
-	g.f("loaded:")
+	g.f("%s:", lbl("loaded"))
 	// Stage 1: interleave 32-bit elements of row pairs.
 	for i := 0; i < 16; i += 2 {
 		g.i("VUNPCKLPS %s, %s, %s", R[i+1], R[i], T[i])
@@ -229,10 +245,40 @@ func (g *gen) transpose16() {
 			g.i("VSHUFF32X4 $0xdd, %s, %s, %s", b, a, R[c+8])
 		}
 	}
+	if !merge {
+		for c := range 16 {
+			g.i("VMOVUPS %s, K1, (DI)", R[c])
+			g.i("ADDQ R9, DI")
+		}
+		g.i("VZEROUPPER")
+		g.i("RET")
+		return
+	}
+	// Z16 = alpha, Z17 = beta; DX = rows to write.
+	g.i("MOVQ m+40(FP), DX")
+	g.i("VBROADCASTSS alpha+48(FP), Z16")
+	g.i("VBROADCASTSS beta+52(FP), Z17")
+	g.i("MOVL beta+52(FP), AX")
+	g.i("ANDL $0x7fffffff, AX")
+	g.i("JEQ %s", lbl("nobeta"))
 	for c := range 16 {
+		g.i("CMPQ DX, $%d", c)
+		g.i("JLE %s", lbl("done"))
+		g.i("VMULPS Z16, %s, %s", R[c], R[c])
+		g.i("VFMADD231PS (DI), Z17, K1, %s", R[c])
 		g.i("VMOVUPS %s, K1, (DI)", R[c])
 		g.i("ADDQ R9, DI")
 	}
+	g.i("JMP %s", lbl("done"))
+	g.f("%s:", lbl("nobeta"))
+	for c := range 16 {
+		g.i("CMPQ DX, $%d", c)
+		g.i("JLE %s", lbl("done"))
+		g.i("VMULPS Z16, %s, %s", R[c], R[c])
+		g.i("VMOVUPS %s, K1, (DI)", R[c])
+		g.i("ADDQ R9, DI")
+	}
+	g.f("%s:", lbl("done"))
 	g.i("VZEROUPPER")
 	g.i("RET")
 }
@@ -289,6 +335,328 @@ func (g *gen) peak(name, vreg string, accs int) {
 	g.i("RET")
 }
 
+// tailMask loads into kreg the mask of the low (count & 15) lanes. It clobbers CX and AX.
+func (g *gen) tailMask(countReg, kreg string) { g.tailMaskTmp(countReg, kreg, "AX") }
+
+// tailMaskTmp is tailMask with tmp instead of AX as the scratch register (CX is still used).
+func (g *gen) tailMaskTmp(countReg, kreg, tmp string) {
+	g.i("MOVQ %s, CX", countReg)
+	g.i("ANDQ $15, CX")
+	g.i("MOVL $1, %s", tmp)
+	g.i("SHLL CX, %s", tmp)
+	g.i("DECL %s", tmp)
+	g.i("KMOVW %s, %s", tmp, kreg)
+}
+
+// copyRows writes copyRowsavx512(dst *float32, ldd uintptr, src *float32, lds uintptr,
+// rows, lead, width, rowLen int): for each of rows rows, dst[0:rowLen] = zeros with
+// src[0:width] copied to dst[lead:lead+width]; strides in bytes. It is im2col's inner
+// loop for stride-1 convolutions: a padded shifted copy of an image row.
+func (g *gen) copyRows() {
+	g.f("// func copyRowsavx512(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, lead, width, rowLen int)")
+	g.f("TEXT ·copyRowsavx512(SB), NOSPLIT, $0-64")
+	g.i("MOVQ dst+0(FP), DI")
+	g.i("MOVQ ldd+8(FP), R10")
+	g.i("MOVQ src+16(FP), SI")
+	g.i("MOVQ lds+24(FP), R11")
+	g.i("MOVQ rows+32(FP), DX")
+	g.i("MOVQ lead+40(FP), R12")
+	g.i("SHLQ $2, R12")
+	g.i("MOVQ width+48(FP), R13")
+	g.i("MOVQ rowLen+56(FP), R14")
+	g.i("VXORPS Z0, Z0, Z0")
+	g.tailMask("R14", "K2")
+	g.tailMask("R13", "K3")
+	g.i("TESTQ DX, DX")
+	g.i("JEQ cpdone")
+	g.f("cprow:")
+	g.i("MOVQ DI, R8")
+	g.i("MOVQ R14, CX")
+	g.f("cpzero:")
+	g.i("CMPQ CX, $16")
+	g.i("JLT cpzerotail")
+	g.i("VMOVUPS Z0, (R8)")
+	g.i("ADDQ $64, R8")
+	g.i("SUBQ $16, CX")
+	g.i("JMP cpzero")
+	g.f("cpzerotail:")
+	g.i("TESTQ CX, CX")
+	g.i("JEQ cpcopy")
+	g.i("VMOVUPS Z0, K2, (R8)")
+	g.f("cpcopy:")
+	g.i("LEAQ (DI)(R12*1), R8")
+	g.i("MOVQ SI, R9")
+	g.i("MOVQ R13, CX")
+	g.f("cpcopyloop:")
+	g.i("CMPQ CX, $16")
+	g.i("JLT cpcopytail")
+	g.i("VMOVUPS (R9), Z1")
+	g.i("VMOVUPS Z1, (R8)")
+	g.i("ADDQ $64, R8")
+	g.i("ADDQ $64, R9")
+	g.i("SUBQ $16, CX")
+	g.i("JMP cpcopyloop")
+	g.f("cpcopytail:")
+	g.i("TESTQ CX, CX")
+	g.i("JEQ cpnext")
+	g.i("VMOVUPS.Z (R9), K3, Z1")
+	g.i("VMOVUPS Z1, K3, (R8)")
+	g.f("cpnext:")
+	g.i("ADDQ R10, DI")
+	g.i("ADDQ R11, SI")
+	g.i("DECQ DX")
+	g.i("JNE cprow")
+	g.f("cpdone:")
+	g.i("VZEROUPPER")
+	g.i("RET")
+}
+
+// addRows writes addRowsavx512(dst *float32, ldd uintptr, src *float32, lds uintptr, rows,
+// width int): dst[r][0:width] += src[r][0:width] for each row; strides in bytes. It is
+// col2im's inner loop for stride-1 convolutions.
+func (g *gen) addRows() {
+	g.f("// func addRowsavx512(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width int)")
+	g.f("TEXT ·addRowsavx512(SB), NOSPLIT, $0-48")
+	g.i("MOVQ dst+0(FP), DI")
+	g.i("MOVQ ldd+8(FP), R10")
+	g.i("MOVQ src+16(FP), SI")
+	g.i("MOVQ lds+24(FP), R11")
+	g.i("MOVQ rows+32(FP), DX")
+	g.i("MOVQ width+40(FP), R13")
+	g.tailMask("R13", "K3")
+	g.i("TESTQ DX, DX")
+	g.i("JEQ addone")
+	g.f("adrow:")
+	g.i("MOVQ DI, R8")
+	g.i("MOVQ SI, R9")
+	g.i("MOVQ R13, CX")
+	g.f("adloop:")
+	g.i("CMPQ CX, $16")
+	g.i("JLT adtail")
+	g.i("VMOVUPS (R8), Z1")
+	g.i("VADDPS (R9), Z1, Z1")
+	g.i("VMOVUPS Z1, (R8)")
+	g.i("ADDQ $64, R8")
+	g.i("ADDQ $64, R9")
+	g.i("SUBQ $16, CX")
+	g.i("JMP adloop")
+	g.f("adtail:")
+	g.i("TESTQ CX, CX")
+	g.i("JEQ adnext")
+	g.i("VMOVUPS.Z (R8), K3, Z1")
+	g.i("VMOVUPS.Z (R9), K3, Z2")
+	g.i("VADDPS Z2, Z1, Z1")
+	g.i("VMOVUPS Z1, K3, (R8)")
+	g.f("adnext:")
+	g.i("ADDQ R10, DI")
+	g.i("ADDQ R11, SI")
+	g.i("DECQ DX")
+	g.i("JNE adrow")
+	g.f("addone:")
+	g.i("VZEROUPPER")
+	g.i("RET")
+}
+
+// maxPool2x2 writes maxPool2x2avx512(x *float32, w int, y *float32, arg *int32, oh, ow int,
+// base, sentinel int32, relu int): 2×2 max pooling with stride 2 of one oh·2 × w plane, 16
+// outputs at a time, without branches on the data. y gets the maxima; arg the index
+// (base + offset in the plane) of the first maximum in row-major order. NaNs win, as in
+// PyTorch. With relu ≠ 0, outputs that are not > 0 become 0 with arg = sentinel.
+func (g *gen) maxPool2x2() {
+	g.f("DATA poolEven<>+0(SB)/4, $0")
+	for i := 1; i < 16; i++ {
+		g.f("DATA poolEven<>+%d(SB)/4, $%d", 4*i, 2*i)
+	}
+	g.f("GLOBL poolEven<>(SB), RODATA|NOPTR, $64")
+	for i := range 16 {
+		g.f("DATA poolOdd<>+%d(SB)/4, $%d", 4*i, 2*i+1)
+	}
+	g.f("GLOBL poolOdd<>(SB), RODATA|NOPTR, $64")
+	g.f("")
+	g.f("// func maxPool2x2avx512(x *float32, w int, y *float32, arg *int32, oh, ow int, base, sentinel int32, relu int)")
+	g.f("TEXT ·maxPool2x2avx512(SB), NOSPLIT, $0-64")
+	g.i("MOVQ x+0(FP), SI")
+	g.i("MOVQ w+8(FP), R8")
+	g.i("MOVQ y+16(FP), DI")
+	g.i("MOVQ arg+24(FP), DX")
+	g.i("MOVQ oh+32(FP), R9")
+	g.i("MOVL base+48(FP), R10")
+	g.i("VMOVDQU32 poolEven<>(SB), Z30")
+	g.i("VMOVDQU32 poolOdd<>(SB), Z31")
+	g.i("VXORPS Z29, Z29, Z29")
+	g.i("VPBROADCASTD R8, Z28") // w
+	g.i("MOVL sentinel+52(FP), AX")
+	g.i("VPBROADCASTD AX, Z27")
+	g.i("MOVL $1, AX")
+	g.i("VPBROADCASTD AX, Z26")
+	g.i("TESTQ R9, R9")
+	g.i("JEQ mpdone")
+	g.f("mprow:")
+	g.i("MOVQ SI, R11")
+	g.i("LEAQ (SI)(R8*4), R12")
+	g.i("MOVQ DI, R13")
+	g.i("MOVQ DX, R14")
+	g.i("MOVQ ow+40(FP), R15")
+	g.i("MOVL R10, BX")
+	g.f("mpchunk:")
+	// K1: outputs of this chunk; K2, K3: the 2·count inputs of each row.
+	g.i("MOVQ R15, CX")
+	g.i("CMPQ CX, $16")
+	g.i("JLE mpcount")
+	g.i("MOVQ $16, CX")
+	g.f("mpcount:")
+	g.i("MOVQ $1, AX")
+	g.i("SHLQ CX, AX")
+	g.i("DECQ AX")
+	g.i("KMOVW AX, K1")
+	g.i("SHLQ $1, CX")
+	g.i("MOVQ $1, AX")
+	g.i("SHLQ CX, AX")
+	g.i("DECQ AX")
+	g.i("KMOVW AX, K2")
+	g.i("SHRQ $16, AX")
+	g.i("KMOVW AX, K3")
+	g.i("VMOVUPS.Z (R11), K2, Z0")
+	g.i("VMOVUPS.Z 64(R11), K3, Z1")
+	g.i("VMOVUPS.Z (R12), K2, Z2")
+	g.i("VMOVUPS.Z 64(R12), K3, Z3")
+	// a, b, c, d = even and odd lanes of the two rows.
+	g.i("VMOVDQA32 Z30, Z4")
+	g.i("VPERMI2PS Z1, Z0, Z4")
+	g.i("VMOVDQA32 Z31, Z5")
+	g.i("VPERMI2PS Z1, Z0, Z5")
+	g.i("VMOVDQA32 Z30, Z6")
+	g.i("VPERMI2PS Z3, Z2, Z6")
+	g.i("VMOVDQA32 Z31, Z7")
+	g.i("VPERMI2PS Z3, Z2, Z7")
+	// Positions: a at base+2·ox, b = a+1, c = a+w, d = a+w+1.
+	g.i("VPBROADCASTD BX, Z10")
+	g.i("VPADDD Z30, Z10, Z10")
+	g.i("VMOVDQA32 Z10, Z8")
+	g.i("VPADDD Z26, Z10, Z9")
+	g.i("VPADDD Z28, Z10, Z11")
+	g.i("VPADDD Z26, Z11, Z12")
+	for _, vp := range [][2]string{{"Z5", "Z9"}, {"Z6", "Z11"}, {"Z7", "Z12"}} {
+		v, pos := vp[0], vp[1]
+		g.i("VCMPPS $0x1e, Z4, %s, K4", v)    // v > best
+		g.i("VCMPPS $0x03, %s, %s, K5", v, v) // v is NaN
+		g.i("VCMPPS $0x07, Z4, Z4, K6")       // best is not NaN
+		g.i("KANDW K5, K6, K5")
+		g.i("KORW K5, K4, K4")
+		g.i("VMOVAPS %s, K4, Z4", v)
+		g.i("VMOVDQA32 %s, K4, Z8", pos)
+	}
+	g.i("CMPQ relu+56(FP), $0")
+	g.i("JEQ mpstore")
+	g.i("VCMPPS $0x1e, Z29, Z4, K4") // best > 0
+	g.i("VCMPPS $0x07, Z4, Z4, K5")  // best is not NaN
+	g.i("KANDNW K5, K4, K6")         // not NaN and not > 0
+	g.i("VMOVAPS Z29, K6, Z4")
+	g.i("VMOVDQA32 Z27, K6, Z8")
+	g.f("mpstore:")
+	g.i("VMOVUPS Z4, K1, (R13)")
+	g.i("VMOVDQU32 Z8, K1, (R14)")
+	g.i("ADDQ $128, R11")
+	g.i("ADDQ $128, R12")
+	g.i("ADDQ $64, R13")
+	g.i("ADDQ $64, R14")
+	g.i("ADDL $32, BX")
+	g.i("SUBQ $16, R15")
+	g.i("JGT mpchunk")
+	g.i("LEAQ (SI)(R8*8), SI")
+	g.i("MOVQ ow+40(FP), AX")
+	g.i("LEAQ (DI)(AX*4), DI")
+	g.i("LEAQ (DX)(AX*4), DX")
+	g.i("LEAL (R10)(R8*2), R10")
+	g.i("DECQ R9")
+	g.i("JNE mprow")
+	g.f("mpdone:")
+	g.i("VZEROUPPER")
+	g.i("RET")
+}
+
+// im2col writes im2colavx512(x, col *float32, c, plane, p, ow4, w4 int, tab *int64, ntab int):
+// for each of c channels (input planes plane floats apart) and each of the ntab table
+// entries {dstOff, srcOff, rows, width} (floats), it zeroes the next p floats of col and
+// copies rows runs of width floats from x+srcOff (row stride w4 bytes) to col+dstOff (row
+// stride ow4 bytes). The table, one entry per kernel offset (ky, kx), is made by Im2col.
+func (g *gen) im2col() {
+	g.f("// func im2colavx512(x, col *float32, c, plane, p, ow4, w4 int, tab *int64, ntab int)")
+	g.f("TEXT ·im2colavx512(SB), NOSPLIT, $16-72")
+	g.i("MOVQ x+0(FP), SI")
+	g.i("MOVQ col+8(FP), DI")
+	g.i("MOVQ c+16(FP), R10")
+	g.i("TESTQ R10, R10")
+	g.i("JEQ icdone")
+	g.i("MOVQ R10, cleft-8(SP)")
+	g.i("MOVQ p+32(FP), R11")
+	g.i("MOVQ ow4+40(FP), R12")
+	g.i("MOVQ w4+48(FP), R13")
+	g.i("VXORPS Z0, Z0, Z0")
+	g.tailMask("R11", "K2")
+	g.f("icchan:")
+	g.i("MOVQ tab+56(FP), AX")
+	g.i("MOVQ ntab+64(FP), R10")
+	g.i("MOVQ R10, eleft-16(SP)")
+	g.f("icentry:")
+	g.i("MOVQ DI, DX")
+	g.i("MOVQ R11, CX")
+	g.i("SHRQ $4, CX")
+	g.f("iczero:")
+	g.i("TESTQ CX, CX")
+	g.i("JEQ iczerotail")
+	g.i("VMOVUPS Z0, (DX)")
+	g.i("ADDQ $64, DX")
+	g.i("DECQ CX")
+	g.i("JMP iczero")
+	g.f("iczerotail:")
+	g.i("VMOVUPS Z0, K2, (DX)")
+	g.i("MOVQ 16(AX), R14")
+	g.i("TESTQ R14, R14")
+	g.i("JEQ icnext")
+	g.i("MOVQ 24(AX), BX")
+	g.i("TESTQ BX, BX")
+	g.i("JEQ icnext")
+	g.tailMaskTmp("BX", "K3", "R10")
+	g.i("SHRQ $4, BX")
+	g.i("MOVQ 0(AX), R15")
+	g.i("LEAQ (DI)(R15*4), R15")
+	g.i("MOVQ 8(AX), R8")
+	g.i("LEAQ (SI)(R8*4), R8")
+	g.f("icrow:")
+	g.i("MOVQ R15, DX")
+	g.i("MOVQ R8, R9")
+	g.i("MOVQ BX, CX")
+	g.f("iccopy:")
+	g.i("TESTQ CX, CX")
+	g.i("JEQ iccopytail")
+	g.i("VMOVUPS (R9), Z1")
+	g.i("VMOVUPS Z1, (DX)")
+	g.i("ADDQ $64, DX")
+	g.i("ADDQ $64, R9")
+	g.i("DECQ CX")
+	g.i("JMP iccopy")
+	g.f("iccopytail:")
+	g.i("VMOVUPS.Z (R9), K3, Z1")
+	g.i("VMOVUPS Z1, K3, (DX)")
+	g.i("ADDQ R12, R15")
+	g.i("ADDQ R13, R8")
+	g.i("DECQ R14")
+	g.i("JNE icrow")
+	g.f("icnext:")
+	g.i("LEAQ (DI)(R11*4), DI")
+	g.i("ADDQ $32, AX")
+	g.i("DECQ eleft-16(SP)")
+	g.i("JNE icentry")
+	g.i("MOVQ plane+24(FP), R10")
+	g.i("LEAQ (SI)(R10*4), SI")
+	g.i("DECQ cleft-8(SP)")
+	g.i("JNE icchan")
+	g.f("icdone:")
+	g.i("VZEROUPPER")
+	g.i("RET")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -302,7 +670,9 @@ func main() {
 	// AVX-512: 12×32 tile, 24 zmm accumulators Z8..Z31, B in Z0, Z1, broadcasts Z2..Z7.
 	g.kernel("kern12x32avx512", 12, 2, "Z", 64, 8, []string{"Z2", "Z3", "Z4", "Z5", "Z6", "Z7"}, 2, true)
 	g.f("")
-	g.transpose16()
+	g.transpose16(false)
+	g.f("")
+	g.transpose16(true)
 	g.f("")
 	g.axpy()
 	g.f("")
@@ -312,6 +682,14 @@ func main() {
 	g.peak("peakavx512", "Z", 24)
 	g.f("")
 	g.peak("peakavx2", "Y", 12)
+	g.f("")
+	g.copyRows()
+	g.f("")
+	g.addRows()
+	g.f("")
+	g.maxPool2x2()
+	g.f("")
+	g.im2col()
 	src := strings.TrimRight(g.b.String(), "\n") + "\n"
 	if err := os.WriteFile(*out, []byte(src), 0o644); err != nil {
 		log.Fatal(err)
