@@ -22,6 +22,8 @@ type engine[T Float] struct {
 	// im2colS1 is a whole stride-1 im2col when the backend has a fast one; it reports
 	// whether it did the work.
 	im2colS1 func(x, col []T, c, h, w, k, pad int) bool
+	relu     func(x, y []T)
+	reluGrad func(y, dy, dx []T)
 	kernel   string
 	threads  int
 }
@@ -39,11 +41,12 @@ func newEngine[T Float](threads int, kernel string) (*engine[T], error) {
 			return nil, fmt.Errorf("cpu backend: %w", err)
 		}
 		e := &engine[float32]{gemm: ctx.Gemm, axpy: blas.Axpy, copyRows: blas.CopyRows, addRows: blas.AddRows,
-			maxPool2x2: blas.MaxPool2x2, transpose: blas.Transpose, im2colS1: blas.Im2col, kernel: ctx.Kernel(), threads: ctx.Threads()}
+			maxPool2x2: blas.MaxPool2x2, transpose: blas.Transpose, im2colS1: blas.Im2col, relu: blas.Relu, reluGrad: blas.ReluGrad, kernel: ctx.Kernel(), threads: ctx.Threads()}
 		return any(e).(*engine[T]), nil
 	default:
 		return &engine[T]{gemm: blas.Ref[T], axpy: axpyRef[T], copyRows: blas.CopyRowsRef[T], addRows: blas.AddRowsRef[T],
-			maxPool2x2: blas.MaxPool2x2Ref[T], transpose: blas.TransposeRef[T], kernel: "reference", threads: 1,
+			maxPool2x2: blas.MaxPool2x2Ref[T], transpose: blas.TransposeRef[T], relu: blas.ReluRef[T], reluGrad: blas.ReluGradRef[T],
+			kernel: "reference", threads: 1,
 			im2colS1: func(x, col []T, c, h, w, k, pad int) bool { return false }}, nil
 	}
 }

@@ -76,6 +76,7 @@ func (l *dense[T]) backward(dy []T, n int, needDX bool, lr T) []T {
 
 // relu is the rectifier y = max(x, 0).
 type relu[T Float] struct {
+	e     *engine[T]
 	size  int
 	y, dx []T
 }
@@ -84,22 +85,13 @@ func (l *relu[T]) params() []*Param[T] { return nil }
 
 func (l *relu[T]) forward(x []T, n int, _ bool) []T {
 	l.y = grow(l.y, n*l.size)
-	for i, v := range x[:n*l.size] {
-		l.y[i] = max(v, 0)
-	}
+	l.e.relu(x[:n*l.size], l.y)
 	return l.y
 }
 
 func (l *relu[T]) backward(dy []T, n int, _ bool, _ T) []T {
 	l.dx = grow(l.dx, n*l.size)
-	y := l.y[:n*l.size]
-	for i, v := range dy[:n*l.size] {
-		if y[i] > 0 {
-			l.dx[i] = v
-		} else {
-			l.dx[i] = 0
-		}
-	}
+	l.e.reluGrad(l.y[:n*l.size], dy[:n*l.size], l.dx)
 	return l.dx
 }
 

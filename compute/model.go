@@ -97,7 +97,7 @@ func New[T Float](spec Spec, opt Options) (*Model[T], error) {
 			l = &maxPool[T]{e: eng, c: pl.in[0], h: pl.in[1], w: pl.in[2], oh: pl.out[1], ow: pl.out[2], k: pl.Kernel, stride: pl.Stride,
 				relu: i > 0 && plan[i-1].Type == LayerReLU}
 		case LayerReLU:
-			l = &relu[T]{size: prod(pl.in)}
+			l = &relu[T]{e: eng, size: prod(pl.in)}
 		case LayerDropout:
 			l = &dropout[T]{size: prod(pl.in), p: pl.P, rng: rand.New(rand.NewPCG(opt.Seed, uint64(i)+0x5eed))}
 		case LayerFlatten:

@@ -39,21 +39,28 @@ type microKernel struct {
 	transposeMerge16 func(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n, m int, alpha, beta float32)
 }
 
-// Kernels returns the names of the micro-kernels this CPU can run, best first; the last
-// is always the portable Go kernel.
+// kernelSet is a family of micro-kernels for one instruction set; the planner picks one
+// per product. The set's helpers (transposes) are shared by its kernels.
+type kernelSet struct {
+	name  string
+	kerns []microKernel
+}
+
+// Kernels returns the names of the kernel sets this CPU can run, best first; the last is
+// always the portable Go kernel. Each set's member kernels can be named too (see
+// WithKernel).
 func Kernels() []string {
-	ks := kernelTable
-	names := make([]string, len(ks))
-	for i, k := range ks {
+	names := make([]string, len(kernelTable))
+	for i, k := range kernelTable {
 		names[i] = k.name
 	}
 	return names
 }
 
-// Context multiplies matrices with one micro-kernel and owns the scratch buffers that
+// Context multiplies matrices with one kernel set and owns the scratch buffers that
 // packing needs. The zero value is not usable; call New.
 type Context struct {
-	kern    microKernel
+	set     kernelSet
 	threads int
 
 	packA, packB []float32 // packed blocks of A (MC×KC) and B (KC×NC)
@@ -66,13 +73,20 @@ type Context struct {
 // Option configures a Context.
 type Option func(*Context) error
 
-// WithKernel selects a micro-kernel by name (see Kernels); it fails if this CPU cannot run it.
+// WithKernel selects a kernel set (see Kernels), or a single kernel of one by its name
+// (e.g. "avx512-12x32"); it fails if this CPU cannot run it.
 func WithKernel(name string) Option {
 	return func(c *Context) error {
-		for _, k := range kernelTable {
-			if k.name == name {
-				c.kern = k
+		for _, set := range kernelTable {
+			if set.name == name {
+				c.set = set
 				return nil
+			}
+			for _, k := range set.kerns {
+				if k.name == name {
+					c.set = kernelSet{name: k.name, kerns: []microKernel{k}}
+					return nil
+				}
 			}
 		}
 		return fmt.Errorf("blas kernel %q is not available on this CPU (have %v)", name, Kernels())
@@ -91,9 +105,9 @@ func WithThreads(n int) Option {
 	}
 }
 
-// New returns a Context using the best micro-kernel of this CPU unless an option says otherwise.
+// New returns a Context using the best kernel set of this CPU unless an option says otherwise.
 func New(opts ...Option) (*Context, error) {
-	c := &Context{kern: kernelTable[0], threads: 1}
+	c := &Context{set: kernelTable[0], threads: 1}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err
@@ -102,14 +116,14 @@ func New(opts ...Option) (*Context, error) {
 	if c.threads > 1 {
 		c.workers = make([]*Context, c.threads)
 		for i := range c.workers {
-			c.workers[i] = &Context{kern: c.kern, threads: 1}
+			c.workers[i] = &Context{set: c.set, threads: 1}
 		}
 	}
 	return c, nil
 }
 
-// Kernel returns the name of the micro-kernel c uses.
-func (c *Context) Kernel() string { return c.kern.name }
+// Kernel returns the name of the kernel set c uses.
+func (c *Context) Kernel() string { return c.set.name }
 
 // Threads returns how many goroutines one product may use.
 func (c *Context) Threads() int { return c.threads }
@@ -135,6 +149,13 @@ func matView(data []float32, trans bool, rows, cols, ld int) view {
 	return view{data, 0, ld, 1, rows, cols}
 }
 
+// plan is how one product runs: which kernel, and whether as Cᵀ = Bᵀ·Aᵀ.
+type plan struct {
+	kern    *microKernel
+	swapped bool
+	cost    float64
+}
+
 // Gemm computes C = alpha·op(A)·op(B) + beta·C where op(A) is m×k, op(B) is k×n and C is
 // m×n, all row-major with leading dimensions lda, ldb, ldc; op(X) is Xᵀ when transX.
 // When beta is zero C is only written. Dimensions that do not fit the buffers panic, as
@@ -151,44 +172,57 @@ func (c *Context) Gemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 	}
 	A := matView(a, transA, m, k, lda)
 	B := matView(b, transB, k, n, ldb)
-	if c.swapCheaper(A, B, C) {
+	p := c.plan(A, B, C)
+	if p.swapped {
 		// Cᵀ = op(B)ᵀ·op(A)ᵀ.
 		A, B, C = B.t(), A.t(), C.t()
 	}
 	if c.threads > 1 {
-		c.parallel(alpha, A, B, beta, C)
+		c.parallel(p.kern, alpha, A, B, beta, C)
 		return
 	}
-	c.run(alpha, A, B, beta, C)
+	c.run(p.kern, alpha, A, B, beta, C)
 }
 
-// swapCheaper reports whether computing Cᵀ costs less than computing C, by a model of
-// kernel cycles (padded tiles) plus the cycles spent packing and merging edge tiles.
-func (c *Context) swapCheaper(A, B view, C view) bool {
-	return c.cost(B.t(), A.t(), C.t()) < c.cost(A, B, C)
-}
-
-// cost estimates the cycles of C = A·B in the given orientation. The per-element prices
-// were measured on Zen 5 with the AVX-512 kernel; only their ratios matter.
-func (c *Context) cost(A, B, C view) float64 {
-	m, n, k := A.rows, B.cols, A.cols
-	mr, nr := c.kern.mr, c.kern.nr
-	mp, np := roundUp(m, mr), roundUp(n, nr)
-	cycles := float64(mp) * float64(np) * float64(k) / float64(c.kern.lanesPerCycle)
-	if c.packsB(A, B) {
-		cycles += c.packPrice(B) * float64(k) * float64(n)
+// plan picks the kernel and orientation of least estimated cost.
+func (c *Context) plan(A, B, C view) plan {
+	best := plan{cost: -1}
+	for i := range c.set.kerns {
+		k := &c.set.kerns[i]
+		for _, swapped := range [2]bool{false, true} {
+			a, b, cc := A, B, C
+			if swapped {
+				a, b, cc = B.t(), A.t(), C.t()
+			}
+			if cost := k.cost(a, b, cc); best.cost < 0 || cost < best.cost {
+				best = plan{kern: k, swapped: swapped, cost: cost}
+			}
+		}
 	}
-	if c.packsA(A, B) {
-		cycles += c.packPrice(A.t()) * float64(k) * float64(m)
+	return best
+}
+
+// cost estimates the cycles of C = A·B with kernel k: kernel cycles over padded tiles,
+// plus packing and merging. The per-element prices were measured on Zen 5 with the
+// AVX-512 kernels; only their ratios matter.
+func (k *microKernel) cost(A, B, C view) float64 {
+	m, n, kk := A.rows, B.cols, A.cols
+	mp, np := roundUp(m, k.mr), roundUp(n, k.nr)
+	cycles := float64(mp) * float64(np) * float64(kk) / float64(k.lanesPerCycle)
+	if k.packsB(A, B) {
+		cycles += k.packPrice(B) * float64(kk) * float64(n)
+	}
+	if k.packsA(A, B) {
+		cycles += k.packPrice(A.t()) * float64(kk) * float64(m)
 	}
 	if C.cs != 1 {
 		// Every tile goes through the tile buffer and a transposing (or scalar) merge.
 		price := 4.0
-		if C.rs == 1 && c.kern.transposeMerge16 != nil {
+		if C.rs == 1 && k.transposeMerge16 != nil {
 			price = 0.5
 		}
 		cycles += price * float64(m) * float64(n)
-	} else if !c.kern.masked {
+	} else if !k.masked {
 		// Only the ragged right and bottom edges do.
 		cycles += 1.5 * float64(m*(np-n)+n*(mp-m))
 	}
@@ -196,24 +230,24 @@ func (c *Context) cost(A, B, C view) float64 {
 }
 
 // packPrice is the cost per element of packing src into panels.
-func (c *Context) packPrice(src view) float64 {
+func (k *microKernel) packPrice(src view) float64 {
 	switch {
 	case src.cs == 1:
 		return 0.25 // row copies
-	case src.rs == 1 && c.kern.transpose16 != nil:
-		return 0.35 // 16×16 register transposes
+	case src.rs == 1 && k.transpose16 != nil:
+		return 0.9 // 16×16 register transposes (measured, gathers included)
 	default:
 		return 2.5 // scalar gather
 	}
 }
 
-func (c *Context) packsB(A, B view) bool { return B.cs != 1 || A.rows >= packBMinRows }
-func (c *Context) packsA(A, B view) bool { return B.cols >= packAMinCols }
+func (k *microKernel) packsB(A, B view) bool { return B.cs != 1 || A.rows >= packBMinRows }
+func (k *microKernel) packsA(A, B view) bool { return B.cols >= packAMinCols }
 
 // parallel splits C into column (or row) stripes, one per worker.
-func (c *Context) parallel(alpha float32, A, B view, beta float32, C view) {
+func (c *Context) parallel(kern *microKernel, alpha float32, A, B view, beta float32, C view) {
 	m, n := C.rows, C.cols
-	nr, mr := c.kern.nr, c.kern.mr
+	nr, mr := kern.nr, kern.mr
 	var wg sync.WaitGroup
 	splitCols := n >= m
 	units := (n + nr - 1) / nr
@@ -230,10 +264,10 @@ func (c *Context) parallel(alpha float32, A, B view, beta float32, C view) {
 		wg.Go(func() {
 			if splitCols {
 				j0, j1 := lo*nr, min(hi*nr, n)
-				wk.run(alpha, A, B.sub(0, j0, B.rows, j1-j0), beta, C.sub(0, j0, m, j1-j0))
+				wk.run(kern, alpha, A, B.sub(0, j0, B.rows, j1-j0), beta, C.sub(0, j0, m, j1-j0))
 			} else {
 				i0, i1 := lo*mr, min(hi*mr, m)
-				wk.run(alpha, A.sub(i0, 0, i1-i0, A.cols), B, beta, C.sub(i0, 0, i1-i0, n))
+				wk.run(kern, alpha, A.sub(i0, 0, i1-i0, A.cols), B, beta, C.sub(i0, 0, i1-i0, n))
 			}
 		})
 	}
@@ -247,11 +281,11 @@ func grow(buf []float32, n int) []float32 {
 	return buf[:n]
 }
 
-// run computes C = alpha·A·B + beta·C on the calling goroutine.
-func (c *Context) run(alpha float32, A, B view, beta float32, C view) {
+// run computes C = alpha·A·B + beta·C on the calling goroutine with kernel kern.
+func (c *Context) run(kern *microKernel, alpha float32, A, B view, beta float32, C view) {
 	m, n, k := C.rows, C.cols, A.cols
-	mr, nr := c.kern.mr, c.kern.nr
-	packB, packA := c.packsB(A, B), c.packsA(A, B)
+	mr, nr := kern.mr, kern.nr
+	packB, packA := kern.packsB(A, B), kern.packsA(A, B)
 	kc := min(blockK, k)
 	if packB {
 		c.packB = grow(c.packB, kc*roundUp(min(blockN, n), nr))
@@ -263,7 +297,7 @@ func (c *Context) run(alpha float32, A, B view, beta float32, C view) {
 	c.edgeB = grow(c.edgeB, kc*nr)
 	c.tile = grow(c.tile, mr*nr)
 	direct := C.cs == 1
-	fn := c.kern.fn
+	fn := kern.fn
 
 	for jc := 0; jc < n; jc += blockN {
 		nb := min(blockN, n-jc)
@@ -276,18 +310,18 @@ func (c *Context) run(alpha float32, A, B view, beta float32, C view) {
 			Bblk := B.sub(pc, jc, kb, nb)
 			nFull := nb / nr * nr
 			if packB {
-				c.packPanels(c.packB, Bblk, nr)
+				kern.packPanels(c.packB, Bblk, nr)
 			} else if nFull < nb {
-				c.packPanels(c.edgeB, Bblk.sub(0, nFull, kb, nb-nFull), nr)
+				kern.packPanels(c.edgeB, Bblk.sub(0, nFull, kb, nb-nFull), nr)
 			}
 			for ic := 0; ic < m; ic += blockM {
 				mb := min(blockM, m-ic)
 				Ablk := A.sub(ic, pc, mb, kb)
 				mFull := mb / mr * mr
 				if packA {
-					c.packPanels(c.packA, Ablk.t(), mr)
+					kern.packPanels(c.packA, Ablk.t(), mr)
 				} else if mFull < mb {
-					c.packPanels(c.edgeA, Ablk.sub(mFull, 0, mb-mFull, kb).t(), mr)
+					kern.packPanels(c.edgeA, Ablk.sub(mFull, 0, mb-mFull, kb).t(), mr)
 				}
 				for jr := 0; jr < nb; jr += nr {
 					nrr := min(nr, nb-jr)
@@ -313,12 +347,12 @@ func (c *Context) run(alpha float32, A, B view, beta float32, C view) {
 						default:
 							ap, rsA, csA = &c.edgeA[0], 4, uintptr(mr*4)
 						}
-						if direct && (c.kern.masked || mrr == mr && nrr == nr) {
+						if direct && (kern.masked || mrr == mr && nrr == nr) {
 							fn(kb, ap, rsA, csA, bp, rsB, &C.data[C.at(ic+ir, jc+jr)], uintptr(C.rs*4), alpha, betaEff, mrr, 1<<nrr-1)
 							continue
 						}
 						fn(kb, ap, rsA, csA, bp, rsB, &c.tile[0], uintptr(nr*4), 1, 0, mr, 1<<nr-1)
-						c.mergeTile(c.tile, nr, C.sub(ic+ir, jc+jr, mrr, nrr), alpha, betaEff)
+						kern.mergeTile(c.tile, nr, C.sub(ic+ir, jc+jr, mrr, nrr), alpha, betaEff)
 					}
 				}
 			}
@@ -329,7 +363,7 @@ func (c *Context) run(alpha float32, A, B view, beta float32, C view) {
 // packPanels copies the rows×cols matrix src into dst as panels of w columns: panel q holds
 // columns [q·w, q·w+w) as src.rows consecutive runs of w floats, zero-padded past src.cols.
 // This is the layout the kernels read B in; A is packed as the panels of its transpose.
-func (c *Context) packPanels(dst []float32, src view, w int) {
+func (k *microKernel) packPanels(dst []float32, src view, w int) {
 	rows, cols := src.rows, src.cols
 	for q := 0; q*w < cols; q++ {
 		j0 := q * w
@@ -351,7 +385,7 @@ func (c *Context) packPanels(dst []float32, src view, w int) {
 		// while each source column is read in runs.
 		const pb = 16
 		p0 := 0
-		if tr := c.kern.transpose16; tr != nil && src.rs == 1 {
+		if tr := k.transpose16; tr != nil && src.rs == 1 {
 			for ; p0+pb <= rows; p0 += pb {
 				for jj := 0; jj < jw; jj += 16 {
 					tr(&src.data[src.at(p0, j0+jj)], uintptr(src.cs*4), &panel[p0*w+jj], uintptr(w*4), min(16, jw-jj))
@@ -372,10 +406,12 @@ func (c *Context) packPanels(dst []float32, src view, w int) {
 }
 
 // mergeTile writes C = alpha·tile + beta·C for the valid part of a tile.
-func (c *Context) mergeTile(tile []float32, ld int, C view, alpha, beta float32) {
-	if tm := c.kern.transposeMerge16; tm != nil && C.rs == 1 {
-		for j := 0; j < C.cols; j += 16 {
-			tm(&tile[j], uintptr(ld*4), &C.data[C.at(0, j)], uintptr(C.cs*4), C.rows, min(16, C.cols-j), alpha, beta)
+func (k *microKernel) mergeTile(tile []float32, ld int, C view, alpha, beta float32) {
+	if tm := k.transposeMerge16; tm != nil && C.rs == 1 {
+		for i := 0; i < C.rows; i += 16 {
+			for j := 0; j < C.cols; j += 16 {
+				tm(&tile[i*ld+j], uintptr(ld*4), &C.data[C.at(i, j)], uintptr(C.cs*4), min(16, C.rows-i), min(16, C.cols-j), alpha, beta)
+			}
 		}
 		return
 	}
@@ -410,12 +446,12 @@ func scale(C view, beta float32) {
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
-// kernelTable lists the micro-kernels this CPU can run, best first. It is set once at
+// kernelTable lists the kernel sets this CPU can run, best first. It is set once at
 // start from the CPU's features and never changes.
-var kernelTable = detectKernels()
+var kernelTable = detectKernelSets()
 
-// Explain describes how c would compute a product of these shapes — orientation,
-// packing, and the cost the planner estimated — for tuning and benchmarks.
+// Explain describes how c would compute a product of these shapes — kernel,
+// orientation, packing and the planner's estimate — for tuning and benchmarks.
 func (c *Context) Explain(transA, transB bool, m, n, k int) string {
 	lda, ldb := k, n
 	if transA {
@@ -427,12 +463,12 @@ func (c *Context) Explain(transA, transB bool, m, n, k int) string {
 	A := matView(nil, transA, m, k, lda)
 	B := matView(nil, transB, k, n, ldb)
 	C := view{nil, 0, n, 1, m, n}
+	p := c.plan(A, B, C)
 	orient := "C"
-	direct, swapped := c.cost(A, B, C), c.cost(B.t(), A.t(), C.t())
-	if swapped < direct {
+	if p.swapped {
 		A, B, C = B.t(), A.t(), C.t()
 		orient = "Cᵀ"
 	}
-	return fmt.Sprintf("%s: m=%d n=%d k=%d packA=%v(price %.2f) packB=%v(price %.2f) transposedC=%v cost=%.0f/%.0f",
-		orient, A.rows, B.cols, A.cols, c.packsA(A, B), c.packPrice(A.t()), c.packsB(A, B), c.packPrice(B), C.cs != 1, direct, swapped)
+	return fmt.Sprintf("%s %s: m=%d n=%d k=%d packA=%v packB=%v transposedC=%v cost=%.0f",
+		p.kern.name, orient, A.rows, B.cols, A.cols, p.kern.packsA(A, B), p.kern.packsB(A, B), C.cs != 1, p.cost)
 }

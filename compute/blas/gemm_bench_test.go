@@ -26,7 +26,7 @@ var benchShapes = []struct {
 
 func BenchmarkGemm(b *testing.B) {
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, kern := range Kernels() {
+	for _, kern := range allKernelNames() {
 		ctx, _ := New(WithKernel(kern))
 		for _, s := range benchShapes {
 			b.Run(fmt.Sprintf("%s/%s", kern, s.name), func(b *testing.B) {

@@ -2,8 +2,8 @@ package blas
 
 import "unsafe"
 
-// goKernel is the portable micro-kernel: the same contract as the assembly kernels, in Go.
-var goKernel = microKernel{name: "go-4x8", mr: 4, nr: 8, lanesPerCycle: 2, masked: true, fn: kern4x8go}
+// goSet is the portable micro-kernel: the same contract as the assembly kernels, in Go.
+var goSet = kernelSet{name: "go", kerns: []microKernel{{name: "go-4x8", mr: 4, nr: 8, lanesPerCycle: 2, masked: true, fn: kern4x8go}}}
 
 // kern4x8go computes a 4×8 tile: C = alpha·Σ_p A(:,p)·B(p,:) + beta·C, with the byte
 // strides, row count and column mask of the assembly kernels (internal/asmgen).

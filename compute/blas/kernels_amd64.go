@@ -12,6 +12,9 @@ import "golang.org/x/sys/cpu"
 func kern12x32avx512(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32, rows int, mask uint64)
 
 //go:noescape
+func kern24x16avx512(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32, rows int, mask uint64)
+
+//go:noescape
 func kern6x16avx2(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32, rows int, mask uint64)
 
 //go:noescape
@@ -20,22 +23,29 @@ func transpose16avx512(src *float32, srcStride uintptr, dst *float32, dstStride 
 //go:noescape
 func transposeMerge16avx512(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n, m int, alpha, beta float32)
 
-// avx512Kernel and avx2Kernel describe the assembly micro-kernels.
+// The assembly kernel sets.
 var (
-	avx512Kernel = microKernel{name: "avx512-12x32", mr: 12, nr: 32, lanesPerCycle: 32, masked: true, fn: kern12x32avx512, transpose16: transpose16avx512, transposeMerge16: transposeMerge16avx512}
-	avx2Kernel   = microKernel{name: "avx2-6x16", mr: 6, nr: 16, lanesPerCycle: 16, fn: kern6x16avx2}
+	avx512Set = kernelSet{name: "avx512", kerns: []microKernel{
+		{name: "avx512-12x32", mr: 12, nr: 32, lanesPerCycle: 32, masked: true, fn: kern12x32avx512,
+			transpose16: transpose16avx512, transposeMerge16: transposeMerge16avx512},
+		{name: "avx512-24x16", mr: 24, nr: 16, lanesPerCycle: 32, masked: true, fn: kern24x16avx512,
+			transpose16: transpose16avx512, transposeMerge16: transposeMerge16avx512},
+	}}
+	avx2Set = kernelSet{name: "avx2", kerns: []microKernel{
+		{name: "avx2-6x16", mr: 6, nr: 16, lanesPerCycle: 16, fn: kern6x16avx2},
+	}}
 )
 
-// detectKernels lists the micro-kernels this CPU can run, best first.
-func detectKernels() []microKernel {
-	var ks []microKernel
-	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL {
-		ks = append(ks, avx512Kernel)
+// detectKernelSets lists the kernel sets this CPU can run, best first.
+func detectKernelSets() []kernelSet {
+	var ks []kernelSet
+	if hasAVX512 {
+		ks = append(ks, avx512Set)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		ks = append(ks, avx2Kernel)
+		ks = append(ks, avx2Set)
 	}
-	return append(ks, goKernel)
+	return append(ks, goSet)
 }
 
 //go:noescape
@@ -119,5 +129,27 @@ func im2colAsm(x, col []float32, c, plane, p, ow, w int, tab []int64) bool {
 		return false
 	}
 	im2colavx512(&x[0], &col[0], c, plane, p, ow*4, w*4, &tab[0], len(tab)/4)
+	return true
+}
+
+//go:noescape
+func reluavx512(n int, x, y *float32)
+
+//go:noescape
+func reluGradavx512(n int, y, dy, dx *float32)
+
+func reluAsm(x, y []float32) bool {
+	if !hasAVX512 {
+		return false
+	}
+	reluavx512(len(x), &x[0], &y[0])
+	return true
+}
+
+func reluGradAsm(y, dy, dx []float32) bool {
+	if !hasAVX512 {
+		return false
+	}
+	reluGradavx512(len(y), &y[0], &dy[0], &dx[0])
 	return true
 }

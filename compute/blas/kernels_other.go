@@ -2,8 +2,8 @@
 
 package blas
 
-// detectKernels lists the micro-kernels this CPU can run: only the portable one.
-func detectKernels() []microKernel { return []microKernel{goKernel} }
+// detectKernelSets lists the kernel sets this CPU can run: only the portable one.
+func detectKernelSets() []kernelSet { return []kernelSet{goSet} }
 
 // axpyAsm does nothing on CPUs without assembly kernels.
 func axpyAsm(alpha float32, x, y []float32) int { return 0 }
@@ -22,3 +22,7 @@ func maxPool2x2Asm(x []float32, w int, y []float32, arg []int32, oh, ow int, bas
 }
 
 func im2colAsm(x, col []float32, c, plane, p, ow, w int, tab []int64) bool { return false }
+
+func reluAsm(x, y []float32) bool { return false }
+
+func reluGradAsm(y, dy, dx []float32) bool { return false }

@@ -10,7 +10,7 @@ func Transpose(rows, cols int, alpha float32, src []float32, lds int, beta float
 	if lds < cols || ldd < rows || len(src) < (rows-1)*lds+cols || len(dst) < (cols-1)*ldd+rows {
 		panic("blas: Transpose arguments out of range")
 	}
-	tm := kernelTable[0].transposeMerge16
+	tm := kernelTable[0].kerns[0].transposeMerge16
 	full := cols / 16 * 16
 	if tm == nil {
 		full = 0

@@ -1,6 +1,7 @@
 package blas
 
 import (
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -41,5 +42,28 @@ func TestPeakGFLOPS(t *testing.T) {
 	g := PeakGFLOPS(20*time.Millisecond, 2)
 	if _, f := peakLoop(); f > 0 && !(g > 1) {
 		t.Fatalf("peak = %v GFLOP/s", g)
+	}
+}
+
+func TestRelu(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, n := range []int{1, 15, 16, 17, 200, 2000} {
+		x := randSlice(r, n)
+		x[0] = float32(math.NaN())
+		dy := randSlice(r, n)
+		y, yRef := make([]float32, n), make([]float32, n)
+		Relu(x, y)
+		ReluRef(x, yRef)
+		dx, dxRef := make([]float32, n), make([]float32, n)
+		ReluGrad(y, dy, dx)
+		ReluGradRef(yRef, dy, dxRef)
+		for i := range x {
+			if !(y[i] == yRef[i] || math.IsNaN(float64(y[i])) && math.IsNaN(float64(yRef[i]))) || dx[i] != dxRef[i] {
+				t.Fatalf("n=%d i=%d: relu %v/%v grad %v/%v", n, i, y[i], yRef[i], dx[i], dxRef[i])
+			}
+		}
+		if !math.IsNaN(float64(y[0])) {
+			t.Fatalf("relu(NaN) = %v, want NaN", y[0])
+		}
 	}
 }

@@ -4,7 +4,7 @@
 //
 // Kernels (Go declarations in kernels_amd64.go):
 //
-//	kern12x32avx512, kern6x16avx2  register-blocked GEMM micro-kernels
+//	kern12x32avx512, kern24x16avx512, kern6x16avx2  register-blocked GEMM micro-kernels
 //	transpose16avx512              16×16 register transpose, for packing Bᵀ panels
 //	transposeMerge16avx512         the same, storing a tile into a transposed C
 //	axpyavx512                     y += alpha·x
@@ -12,6 +12,7 @@
 //	copyRowsavx512, addRowsavx512  strided row copies and sums: im2col and col2im
 //	maxPool2x2avx512               branch-free 2×2 max pooling with argmax
 //	im2colavx512                   a whole stride-1 im2col from a table of row runs
+//	reluavx512, reluGradavx512     the rectifier and its gradient, branch-free
 //
 // A GEMM micro-kernel computes, for an MR×NR tile,
 //
@@ -64,7 +65,9 @@ func (g *gen) kernel(name string, mr, nvec int, vreg string, width, firstAcc int
 		g.i("MOVQ %s, %s", arg(r[0]), r[1])
 	}
 	// Each base register addresses three rows: (base), (base)(R10*1), (base)(R10*2).
-	bases := []string{"SI", "DI", "R8", "R9", "R14", "R15"}[:(mr+2)/3]
+	// Up to 24 rows: CX (C, reloaded at the store) and DX (3·rsA, consumed last) serve
+	// as the seventh and eighth bases.
+	bases := []string{"SI", "DI", "R8", "R9", "R14", "R15", "CX", "DX"}[:(mr+2)/3]
 	g.i("LEAQ (R10)(R10*2), DX")
 	for i := 1; i < len(bases); i++ {
 		g.i("LEAQ (%s)(DX*1), %s", bases[i-1], bases[i])
@@ -123,6 +126,7 @@ func (g *gen) kernel(name string, mr, nvec int, vreg string, width, firstAcc int
 	g.i("JNE tail")
 
 	g.f("store:")
+	g.i("MOVQ %s, CX", arg("c"))
 	g.i("VBROADCASTSS %s, %s", arg("alpha"), breg[0])
 	for _, row := range acc {
 		for _, r := range row {
@@ -657,6 +661,64 @@ func (g *gen) im2col() {
 	g.i("RET")
 }
 
+// relu writes reluavx512(n int, x, y *float32): y = max(x, 0), NaN kept; and
+// reluGradavx512(n int, y, dy, dx *float32): dx = dy where y > 0, else 0. n is any count.
+func (g *gen) relu() {
+	for _, grad := range []bool{false, true} {
+		name, frame, sig := "reluavx512", "$0-24", "(n int, x, y *float32)"
+		if grad {
+			name, frame, sig = "reluGradavx512", "$0-32", "(n int, y, dy, dx *float32)"
+		}
+		g.f("// func %s%s", name, sig)
+		g.f("TEXT ·%s(SB), NOSPLIT, %s", name, frame)
+		g.i("MOVQ n+0(FP), BX")
+		if grad {
+			g.i("MOVQ y+8(FP), SI")
+			g.i("MOVQ dy+16(FP), R8")
+			g.i("MOVQ dx+24(FP), DI")
+		} else {
+			g.i("MOVQ x+8(FP), SI")
+			g.i("MOVQ y+16(FP), DI")
+		}
+		g.i("VXORPS Z0, Z0, Z0")
+		g.tailMask("BX", "K2")
+		g.i("SHRQ $4, BX")
+		g.f("%sloop:", name)
+		g.i("TESTQ BX, BX")
+		g.i("JEQ %stail", name)
+		if grad {
+			g.i("VMOVUPS (SI), Z1")
+			g.i("VCMPPS $0x1e, Z0, Z1, K1")
+			g.i("VMOVUPS.Z (R8), K1, Z2")
+			g.i("VMOVUPS Z2, (DI)")
+			g.i("ADDQ $64, R8")
+		} else {
+			g.i("VMOVUPS (SI), Z1")
+			g.i("VMAXPS Z1, Z0, Z2")
+			g.i("VMOVUPS Z2, (DI)")
+		}
+		g.i("ADDQ $64, SI")
+		g.i("ADDQ $64, DI")
+		g.i("DECQ BX")
+		g.i("JMP %sloop", name)
+		g.f("%stail:", name)
+		if grad {
+			g.i("VMOVUPS.Z (SI), K2, Z1")
+			g.i("VCMPPS $0x1e, Z0, Z1, K1")
+			g.i("KANDW K1, K2, K1")
+			g.i("VMOVUPS.Z (R8), K1, Z2")
+			g.i("VMOVUPS Z2, K2, (DI)")
+		} else {
+			g.i("VMOVUPS.Z (SI), K2, Z1")
+			g.i("VMAXPS Z1, Z0, Z2")
+			g.i("VMOVUPS Z2, K2, (DI)")
+		}
+		g.i("VZEROUPPER")
+		g.i("RET")
+		g.f("")
+	}
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -669,6 +731,10 @@ func main() {
 	g.f("")
 	// AVX-512: 12×32 tile, 24 zmm accumulators Z8..Z31, B in Z0, Z1, broadcasts Z2..Z7.
 	g.kernel("kern12x32avx512", 12, 2, "Z", 64, 8, []string{"Z2", "Z3", "Z4", "Z5", "Z6", "Z7"}, 2, true)
+	g.f("")
+	// AVX-512, narrow: 24×16 tile (one zmm per row), for products with a short side of
+	// about 16 (a batch of 10, say) where 32-wide panels would waste half their lanes.
+	g.kernel("kern24x16avx512", 24, 1, "Z", 64, 8, []string{"Z1", "Z2", "Z3", "Z4", "Z5", "Z6", "Z7"}, 2, true)
 	g.f("")
 	g.transpose16(false)
 	g.f("")
@@ -690,6 +756,8 @@ func main() {
 	g.maxPool2x2()
 	g.f("")
 	g.im2col()
+	g.f("")
+	g.relu()
 	src := strings.TrimRight(g.b.String(), "\n") + "\n"
 	if err := os.WriteFile(*out, []byte(src), 0o644); err != nil {
 		log.Fatal(err)
