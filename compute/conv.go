@@ -2,16 +2,25 @@ package compute
 
 // conv2d is a 2-D convolution (cross-correlation, as torch.nn.Conv2d) with square
 // kernels, stride and zero padding, computed per sample as im2col followed by one matrix
-// product: y[oc, p] = Σ_q W[oc, q]·col[q, p] + b[oc], where q runs over (c, ky, kx) and
-// p over output pixels.
+// product.
 //
-// backward recomputes col rather than keeping it per sample (one more im2col per sample,
-// batch×C·K²×OH·OW fewer floats held). It accumulates the weight gradient transposed,
-// dWᵀ[q, oc] += col·dyᵀ, because that product's tiles fit the kernel (oc is a multiple
-// of the vector width) and store without transposing, then transposes once per batch.
-// For stride 1 the input gradient is itself a convolution — of dy, padded by K−1−pad,
-// with the kernel flipped and its channel axes swapped — so it is computed as im2col of
-// dy and one product, instead of a product and a col2im scatter-add.
+// The products are arranged for the GEMM kernels rather than literally:
+//
+//   - col gets one extra row of ones, so the bias rides in the products: the forward
+//     product takes the bias as an extra row of Wᵀ, and the weight-gradient product
+//     yields the bias gradient as an extra row.
+//   - Outputs are computed transposed — yᵀ[p, oc] = colᵀ·[Wᵀ; b] — into a scratch
+//     buffer and transposed once into NCHW: the pixel count (196, 784) fits 12-row tiles
+//     and the channel count (32, 64) whole 32-wide panels, and the kernel stores its tiles
+//     directly however many K blocks the product has.
+//   - The weight gradient accumulates transposed, dWᵀ[q, oc] += col·dyᵀ, for the same
+//     reason, and is transposed once per batch.
+//   - For stride 1 the input gradient is itself a convolution — of dy, padded by
+//     K−1−pad, with the kernel flipped and its channel axes swapped — so it is an im2col
+//     of dy and one product, instead of a product and a col2im scatter-add.
+//
+// backward recomputes col rather than keeping it per sample: one more im2col per sample,
+// batch×C·K²×OH·OW fewer floats held.
 type conv2d[T Float] struct {
 	e              *engine[T]
 	c, h, w        int // input
@@ -19,41 +28,47 @@ type conv2d[T Float] struct {
 	k, stride, pad int
 	wt, b          *Param[T]
 	x              []T
-	col, y, dx     []T
-	wT             []T // Wᵀ, [q, oc]
-	dwt            []T // dWᵀ, [q, oc]
+	col            []T // im2col of one sample plus a row of ones: [q+1, p]
+	y, dx          []T
+	wTb            []T // [Wᵀ; bias]: [q+1, oc]
+	t              []T // a transposed output or input gradient of one sample
+	dwt            []T // [dWᵀ; dbias]: [q+1, oc]
 	wflipT         []T // stride 1: flipped kernel, transposed: [oc·K·K, c]
 	coly           []T // stride 1: im2col of dy, [oc·K·K, h·w]
 	dcol           []T // stride > 1: the gradient of col
-	dbias          []T
 }
 
 func (l *conv2d[T]) params() []*Param[T] { return []*Param[T]{l.wt, l.b} }
 
-func (l *conv2d[T]) rows() int { return l.c * l.k * l.k } // rows of col
+func (l *conv2d[T]) rows() int { return l.c * l.k * l.k } // rows of col, without the ones
 func (l *conv2d[T]) pix() int  { return l.oh * l.ow }     // columns of col
+
+// colFor returns the im2col buffer with its row of ones in place.
+func (l *conv2d[T]) colFor(q, p int) []T {
+	if len(l.col) != (q+1)*p {
+		l.col = grow(l.col, (q+1)*p)
+		ones := l.col[q*p:]
+		for i := range ones {
+			ones[i] = 1
+		}
+	}
+	return l.col
+}
 
 func (l *conv2d[T]) forward(x []T, n int, _ bool) []T {
 	l.x = x
 	q, p := l.rows(), l.pix()
 	in, out := l.c*l.h*l.w, l.oc*p
-	l.col = grow(l.col, q*p)
+	col := l.colFor(q, p)
 	l.y = grow(l.y, n*out)
-	// The product runs best as yᵀ = colᵀ·Wᵀ (see blas's planner); handing it Wᵀ, made
-	// once per batch, lets it copy rather than transpose W into panels for each sample.
-	l.wT = grow(l.wT, q*l.oc)
-	l.e.transpose(l.oc, q, 1, l.wt.Value, q, 0, l.wT, l.oc)
+	l.t = grow(l.t, max(p*l.oc, l.h*l.w*l.c))
+	l.wTb = grow(l.wTb, (q+1)*l.oc)
+	l.e.transpose(l.oc, q, 1, l.wt.Value, q, 0, l.wTb, l.oc)
+	copy(l.wTb[q*l.oc:], l.b.Value)
 	for s := range n {
-		ys := l.y[s*out : (s+1)*out]
-		for o := range l.oc {
-			row := ys[o*p : (o+1)*p]
-			bv := l.b.Value[o]
-			for i := range row {
-				row[i] = bv
-			}
-		}
-		l.e.im2col(x[s*in:(s+1)*in], l.col, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
-		l.e.gemm(true, false, l.oc, p, q, 1, l.wT, l.oc, l.col, p, 1, ys, p)
+		l.e.im2col(x[s*in:(s+1)*in], col, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
+		l.e.gemm(true, false, p, l.oc, q+1, 1, col, p, l.wTb, l.oc, 0, l.t, l.oc)
+		l.e.transpose(p, l.oc, 1, l.t, l.oc, 0, l.y[s*out:(s+1)*out], p)
 	}
 	return l.y
 }
@@ -61,15 +76,16 @@ func (l *conv2d[T]) forward(x []T, n int, _ bool) []T {
 func (l *conv2d[T]) backward(dy []T, n int, needDX bool, lr T) []T {
 	q, p := l.rows(), l.pix()
 	in, out := l.c*l.h*l.w, l.oc*p
-	kk := l.k * l.k
-	l.dwt = grow(l.dwt, q*l.oc)
+	kk, hw := l.k*l.k, l.h*l.w
+	col := l.colFor(q, p)
+	l.dwt = grow(l.dwt, (q+1)*l.oc)
 	if needDX {
 		l.dx = grow(l.dx, n*in)
 		if l.stride == 1 {
 			// wflipT[(o·K+ky)·K+kx][c] = W[o][c][K−1−ky][K−1−kx], from the weights before
-			// any fused update; transposed for the same reason as wT.
+			// any fused update.
 			l.wflipT = grow(l.wflipT, l.c*l.oc*kk)
-			l.coly = grow(l.coly, l.oc*kk*l.h*l.w)
+			l.coly = grow(l.coly, l.oc*kk*hw)
 			w := l.wt.Value
 			for o := range l.oc {
 				for c := range l.c {
@@ -83,36 +99,28 @@ func (l *conv2d[T]) backward(dy []T, n int, needDX bool, lr T) []T {
 			l.dcol = grow(l.dcol, q*p)
 		}
 	}
-	l.dbias = grow(l.dbias, l.oc)
-	dbias := l.dbias
-	clear(dbias)
 	for s := range n {
 		dys := dy[s*out : (s+1)*out]
-		l.e.im2col(l.x[s*in:(s+1)*in], l.col, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
+		l.e.im2col(l.x[s*in:(s+1)*in], col, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
 		var beta T
 		if s > 0 {
 			beta = 1
 		}
-		l.e.gemm(false, true, q, l.oc, p, 1, l.col, p, dys, p, beta, l.dwt, l.oc)
-		for o := range l.oc {
-			var sum T
-			for _, v := range dys[o*p : (o+1)*p] {
-				sum += v
-			}
-			dbias[o] += sum
-		}
+		l.e.gemm(false, true, q+1, l.oc, p, 1, col, p, dys, p, beta, l.dwt, l.oc)
 		if !needDX {
 			continue
 		}
 		dxs := l.dx[s*in : (s+1)*in]
 		if l.stride == 1 {
 			l.e.im2col(dys, l.coly, l.oc, l.oh, l.ow, l.k, 1, l.k-1-l.pad, l.h, l.w)
-			l.e.gemm(true, false, l.c, l.h*l.w, l.oc*kk, 1, l.wflipT, l.c, l.coly, l.h*l.w, 0, dxs, l.h*l.w)
+			l.e.gemm(true, false, hw, l.c, l.oc*kk, 1, l.coly, hw, l.wflipT, l.c, 0, l.t, l.c)
+			l.e.transpose(hw, l.c, 1, l.t, l.c, 0, dxs, hw)
 		} else {
 			l.e.gemm(true, false, q, p, l.oc, 1, l.wt.Value, q, dys, p, 0, l.dcol, p)
 			l.e.col2im(l.dcol, dxs, l.c, l.h, l.w, l.k, l.stride, l.pad, l.oh, l.ow)
 		}
 	}
+	dbias := l.dwt[q*l.oc:]
 	if lr != 0 {
 		l.e.transpose(q, l.oc, -lr, l.dwt, l.oc, 1, l.wt.Value, q)
 		l.e.axpy(-lr, dbias, l.b.Value)

@@ -18,7 +18,9 @@ type engine[T Float] struct {
 	copyRows   func(dst []T, ldd int, src []T, lds int, rows, lead, width, rowLen int)
 	addRows    func(dst []T, ldd int, src []T, lds int, rows, width int)
 	maxPool2x2 func(x []T, w int, y []T, arg []int32, oh, ow int, base, sentinel int32, relu bool)
-	transpose  func(rows, cols int, alpha T, src []T, lds int, beta T, dst []T, ldd int)
+	// maxPool2x2Back writes (not adds) one input plane's gradient.
+	maxPool2x2Back func(dy []T, arg []int32, dx []T, w, oh, ow int, base int32)
+	transpose      func(rows, cols int, alpha T, src []T, lds int, beta T, dst []T, ldd int)
 	// im2colS1 is a whole stride-1 im2col when the backend has a fast one; it reports
 	// whether it did the work.
 	im2colS1 func(x, col []T, c, h, w, k, pad int) bool
@@ -41,11 +43,11 @@ func newEngine[T Float](threads int, kernel string) (*engine[T], error) {
 			return nil, fmt.Errorf("cpu backend: %w", err)
 		}
 		e := &engine[float32]{gemm: ctx.Gemm, axpy: blas.Axpy, copyRows: blas.CopyRows, addRows: blas.AddRows,
-			maxPool2x2: blas.MaxPool2x2, transpose: blas.Transpose, im2colS1: blas.Im2col, relu: blas.Relu, reluGrad: blas.ReluGrad, kernel: ctx.Kernel(), threads: ctx.Threads()}
+			maxPool2x2: blas.MaxPool2x2, maxPool2x2Back: blas.MaxPool2x2Back, transpose: blas.Transpose, im2colS1: blas.Im2col, relu: blas.Relu, reluGrad: blas.ReluGrad, kernel: ctx.Kernel(), threads: ctx.Threads()}
 		return any(e).(*engine[T]), nil
 	default:
 		return &engine[T]{gemm: blas.Ref[T], axpy: axpyRef[T], copyRows: blas.CopyRowsRef[T], addRows: blas.AddRowsRef[T],
-			maxPool2x2: blas.MaxPool2x2Ref[T], transpose: blas.TransposeRef[T], relu: blas.ReluRef[T], reluGrad: blas.ReluGradRef[T],
+			maxPool2x2: blas.MaxPool2x2Ref[T], maxPool2x2Back: blas.MaxPool2x2BackRef[T], transpose: blas.TransposeRef[T], relu: blas.ReluRef[T], reluGrad: blas.ReluGradRef[T],
 			kernel: "reference", threads: 1,
 			im2colS1: func(x, col []T, c, h, w, k, pad int) bool { return false }}, nil
 	}

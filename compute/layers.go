@@ -210,6 +210,13 @@ func (l *maxPool[T]) forward(x []T, n int, _ bool) []T {
 func (l *maxPool[T]) backward(dy []T, n int, _ bool, _ T) []T {
 	m := n * l.c * l.h * l.w
 	l.dx = grow(l.dx, m+1)
+	if l.k == 2 && l.stride == 2 {
+		in, out := l.h*l.w, l.oh*l.ow
+		for p := range n * l.c {
+			l.e.maxPool2x2Back(dy[p*out:(p+1)*out], l.arg[p*out:(p+1)*out], l.dx[p*in:(p+1)*in], l.w, l.oh, l.ow, int32(p*in))
+		}
+		return l.dx[:m]
+	}
 	clear(l.dx)
 	for i, a := range l.arg[:n*l.c*l.oh*l.ow] {
 		l.dx[a] += dy[i]

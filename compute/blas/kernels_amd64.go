@@ -153,3 +153,14 @@ func reluGradAsm(y, dy, dx []float32) bool {
 	reluGradavx512(len(y), &y[0], &dy[0], &dx[0])
 	return true
 }
+
+//go:noescape
+func maxPool2x2Backavx512(dy *float32, arg *int32, dx *float32, w int, oh, ow int, base int32)
+
+func maxPool2x2BackAsm(dy []float32, arg []int32, dx []float32, w, oh, ow int, base int32) bool {
+	if !hasAVX512 {
+		return false
+	}
+	maxPool2x2Backavx512(&dy[0], &arg[0], &dx[0], w, oh, ow, base)
+	return true
+}

@@ -1887,6 +1887,126 @@ mpdone:
 	VZEROUPPER
 	RET
 
+DATA poolLo<>+0(SB)/4, $0
+DATA poolLo<>+4(SB)/4, $16
+DATA poolLo<>+8(SB)/4, $1
+DATA poolLo<>+12(SB)/4, $17
+DATA poolLo<>+16(SB)/4, $2
+DATA poolLo<>+20(SB)/4, $18
+DATA poolLo<>+24(SB)/4, $3
+DATA poolLo<>+28(SB)/4, $19
+DATA poolLo<>+32(SB)/4, $4
+DATA poolLo<>+36(SB)/4, $20
+DATA poolLo<>+40(SB)/4, $5
+DATA poolLo<>+44(SB)/4, $21
+DATA poolLo<>+48(SB)/4, $6
+DATA poolLo<>+52(SB)/4, $22
+DATA poolLo<>+56(SB)/4, $7
+DATA poolLo<>+60(SB)/4, $23
+GLOBL poolLo<>(SB), RODATA|NOPTR, $64
+DATA poolHi<>+0(SB)/4, $8
+DATA poolHi<>+4(SB)/4, $24
+DATA poolHi<>+8(SB)/4, $9
+DATA poolHi<>+12(SB)/4, $25
+DATA poolHi<>+16(SB)/4, $10
+DATA poolHi<>+20(SB)/4, $26
+DATA poolHi<>+24(SB)/4, $11
+DATA poolHi<>+28(SB)/4, $27
+DATA poolHi<>+32(SB)/4, $12
+DATA poolHi<>+36(SB)/4, $28
+DATA poolHi<>+40(SB)/4, $13
+DATA poolHi<>+44(SB)/4, $29
+DATA poolHi<>+48(SB)/4, $14
+DATA poolHi<>+52(SB)/4, $30
+DATA poolHi<>+56(SB)/4, $15
+DATA poolHi<>+60(SB)/4, $31
+GLOBL poolHi<>(SB), RODATA|NOPTR, $64
+
+// func maxPool2x2Backavx512(dy *float32, arg *int32, dx *float32, w int, oh, ow int, base int32)
+TEXT ·maxPool2x2Backavx512(SB), NOSPLIT, $0-52
+	MOVQ dy+0(FP), SI
+	MOVQ arg+8(FP), DX
+	MOVQ dx+16(FP), DI
+	MOVQ w+24(FP), R8
+	MOVQ oh+32(FP), R9
+	MOVL base+48(FP), R10
+	VMOVDQU32 poolEven<>(SB), Z30
+	VMOVDQU32 poolLo<>(SB), Z25
+	VMOVDQU32 poolHi<>(SB), Z24
+	VPBROADCASTD R8, Z28
+	MOVL $1, AX
+	VPBROADCASTD AX, Z26
+	TESTQ R9, R9
+	JEQ mbdone
+mbrow:
+	MOVQ DI, R11
+	LEAQ (DI)(R8*4), R12
+	MOVQ SI, R13
+	MOVQ DX, R14
+	MOVQ ow+40(FP), R15
+	MOVL R10, BX
+mbchunk:
+	MOVQ R15, CX
+	CMPQ CX, $16
+	JLE mbcount
+	MOVQ $16, CX
+mbcount:
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K1
+	SHLQ $1, CX
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K2
+	SHRQ $16, AX
+	KMOVW AX, K3
+	VMOVUPS.Z (R13), K1, Z0
+	VMOVDQU32.Z (R14), K1, Z1
+	VPBROADCASTD BX, Z10
+	VPADDD Z30, Z10, Z10
+	VPADDD Z26, Z10, Z9
+	VPADDD Z28, Z10, Z11
+	VPADDD Z26, Z11, Z12
+	VPCMPEQD Z10, Z1, K4
+	VMOVUPS.Z Z0, K4, Z4
+	VPCMPEQD Z9, Z1, K4
+	VMOVUPS.Z Z0, K4, Z5
+	VPCMPEQD Z11, Z1, K4
+	VMOVUPS.Z Z0, K4, Z6
+	VPCMPEQD Z12, Z1, K4
+	VMOVUPS.Z Z0, K4, Z7
+	VMOVDQA32 Z25, Z2
+	VPERMI2PS Z5, Z4, Z2
+	VMOVDQA32 Z24, Z3
+	VPERMI2PS Z5, Z4, Z3
+	VMOVUPS Z2, K2, (R11)
+	VMOVUPS Z3, K3, 64(R11)
+	VMOVDQA32 Z25, Z2
+	VPERMI2PS Z7, Z6, Z2
+	VMOVDQA32 Z24, Z3
+	VPERMI2PS Z7, Z6, Z3
+	VMOVUPS Z2, K2, (R12)
+	VMOVUPS Z3, K3, 64(R12)
+	ADDQ $128, R11
+	ADDQ $128, R12
+	ADDQ $64, R13
+	ADDQ $64, R14
+	ADDL $32, BX
+	SUBQ $16, R15
+	JGT mbchunk
+	LEAQ (DI)(R8*8), DI
+	MOVQ ow+40(FP), AX
+	LEAQ (SI)(AX*4), SI
+	LEAQ (DX)(AX*4), DX
+	LEAL (R10)(R8*2), R10
+	DECQ R9
+	JNE mbrow
+mbdone:
+	VZEROUPPER
+	RET
+
 // func im2colavx512(x, col *float32, c, plane, p, ow4, w4 int, tab *int64, ntab int)
 TEXT ·im2colavx512(SB), NOSPLIT, $16-72
 	MOVQ x+0(FP), SI

@@ -135,3 +135,37 @@ func Im2col(x, col []float32, c, h, w, k, pad int) bool {
 	}
 	return im2colAsm(x, col, c, h*w, oh*ow, ow, w, tab[:4*n])
 }
+
+// MaxPool2x2Back writes the gradient of MaxPool2x2 for one (2·oh)×w input plane: dx gets
+// dy[o] at the argmax of window o (arg[o] − base) and 0 at the window's other inputs.
+// Inputs in no window (an odd last row or column) are zeroed too. With the assembly
+// version each element of dx is written once, with no branch and no prior clear.
+func MaxPool2x2Back(dy []float32, arg []int32, dx []float32, w, oh, ow int, base int32) {
+	if oh <= 0 || ow <= 0 {
+		return
+	}
+	h := len(dx) / w
+	if 2*ow > w || len(dy) < oh*ow || len(arg) < oh*ow || len(dx) < 2*oh*w {
+		panic("blas: MaxPool2x2Back arguments out of range")
+	}
+	if !maxPool2x2BackAsm(dy, arg, dx, w, oh, ow, base) {
+		MaxPool2x2BackRef(dy, arg, dx, w, oh, ow, base)
+		return
+	}
+	if 2*ow < w {
+		for y := range 2 * oh {
+			clear(dx[y*w+2*ow : (y+1)*w])
+		}
+	}
+	clear(dx[2*oh*w : h*w])
+}
+
+// MaxPool2x2BackRef is MaxPool2x2Back in plain Go for any float type.
+func MaxPool2x2BackRef[T Float](dy []T, arg []int32, dx []T, w, oh, ow int, base int32) {
+	clear(dx)
+	for i, a := range arg[:oh*ow] {
+		if j := int(a - base); j >= 0 && j < len(dx) {
+			dx[j] = dy[i]
+		}
+	}
+}

@@ -130,3 +130,33 @@ func TestIm2col(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxPool2x2Back(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, c := range []struct{ h, w int }{{28, 28}, {14, 14}, {2, 2}, {6, 70}, {5, 9}, {4, 33}, {3, 2}} {
+		for _, relu := range []bool{false, true} {
+			x := randSlice(r, c.h*c.w)
+			oh, ow := c.h/2, c.w/2
+			y := make([]float32, oh*ow)
+			arg := make([]int32, oh*ow)
+			const base, sentinel = 1000, -5
+			MaxPool2x2(x, c.w, y, arg, oh, ow, base, sentinel, relu)
+			dy := randSlice(r, oh*ow)
+			dx := randSlice(r, c.h*c.w) // garbage that must be overwritten
+			want := make([]float32, c.h*c.w)
+			for i, a := range arg {
+				if a != sentinel {
+					want[a-base] += dy[i]
+				}
+			}
+			MaxPool2x2Back(dy, arg, dx, c.w, oh, ow, base)
+			ref := randSlice(r, c.h*c.w)
+			MaxPool2x2BackRef(dy, arg, ref, c.w, oh, ow, base)
+			for i := range want {
+				if dx[i] != want[i] || ref[i] != want[i] {
+					t.Fatalf("%dx%d relu=%v: dx[%d] = %v (ref %v), want %v", c.h, c.w, relu, i, dx[i], ref[i], want[i])
+				}
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@
 //	peakavx512, peakavx2           register-only multiply-adds: the core's ceiling
 //	copyRowsavx512, addRowsavx512  strided row copies and sums: im2col and col2im
 //	maxPool2x2avx512               branch-free 2×2 max pooling with argmax
+//	maxPool2x2Backavx512           its gradient, written window by window
 //	im2colavx512                   a whole stride-1 im2col from a table of row runs
 //	reluavx512, reluGradavx512     the rectifier and its gradient, branch-free
 //
@@ -719,6 +720,101 @@ func (g *gen) relu() {
 	}
 }
 
+// maxPool2x2Back writes maxPool2x2Backavx512(dy *float32, arg *int32, dx *float32, w int,
+// oh, ow int, base int32): the gradient of MaxPool2x2 for one plane, written (not added)
+// window by window: each of the four inputs of a window gets dy if it was the window's
+// argmax (arg = base + its offset) and 0 otherwise. Inputs outside every window (an odd
+// last row or column) are not written.
+func (g *gen) maxPool2x2Back() {
+	g.f("DATA poolLo<>+0(SB)/4, $0")
+	for i := 1; i < 16; i++ {
+		g.f("DATA poolLo<>+%d(SB)/4, $%d", 4*i, i/2+16*(i%2))
+	}
+	g.f("GLOBL poolLo<>(SB), RODATA|NOPTR, $64")
+	for i := range 16 {
+		g.f("DATA poolHi<>+%d(SB)/4, $%d", 4*i, 8+i/2+16*(i%2))
+	}
+	g.f("GLOBL poolHi<>(SB), RODATA|NOPTR, $64")
+	g.f("")
+	g.f("// func maxPool2x2Backavx512(dy *float32, arg *int32, dx *float32, w int, oh, ow int, base int32)")
+	g.f("TEXT ·maxPool2x2Backavx512(SB), NOSPLIT, $0-52")
+	g.i("MOVQ dy+0(FP), SI")
+	g.i("MOVQ arg+8(FP), DX")
+	g.i("MOVQ dx+16(FP), DI")
+	g.i("MOVQ w+24(FP), R8")
+	g.i("MOVQ oh+32(FP), R9")
+	g.i("MOVL base+48(FP), R10")
+	g.i("VMOVDQU32 poolEven<>(SB), Z30")
+	g.i("VMOVDQU32 poolLo<>(SB), Z25")
+	g.i("VMOVDQU32 poolHi<>(SB), Z24")
+	g.i("VPBROADCASTD R8, Z28")
+	g.i("MOVL $1, AX")
+	g.i("VPBROADCASTD AX, Z26")
+	g.i("TESTQ R9, R9")
+	g.i("JEQ mbdone")
+	g.f("mbrow:")
+	g.i("MOVQ DI, R11")
+	g.i("LEAQ (DI)(R8*4), R12")
+	g.i("MOVQ SI, R13")
+	g.i("MOVQ DX, R14")
+	g.i("MOVQ ow+40(FP), R15")
+	g.i("MOVL R10, BX")
+	g.f("mbchunk:")
+	g.i("MOVQ R15, CX")
+	g.i("CMPQ CX, $16")
+	g.i("JLE mbcount")
+	g.i("MOVQ $16, CX")
+	g.f("mbcount:")
+	g.i("MOVQ $1, AX")
+	g.i("SHLQ CX, AX")
+	g.i("DECQ AX")
+	g.i("KMOVW AX, K1")
+	g.i("SHLQ $1, CX")
+	g.i("MOVQ $1, AX")
+	g.i("SHLQ CX, AX")
+	g.i("DECQ AX")
+	g.i("KMOVW AX, K2")
+	g.i("SHRQ $16, AX")
+	g.i("KMOVW AX, K3")
+	g.i("VMOVUPS.Z (R13), K1, Z0")   // dy
+	g.i("VMOVDQU32.Z (R14), K1, Z1") // arg
+	g.i("VPBROADCASTD BX, Z10")
+	g.i("VPADDD Z30, Z10, Z10") // posA
+	g.i("VPADDD Z26, Z10, Z9")  // posB
+	g.i("VPADDD Z28, Z10, Z11") // posC
+	g.i("VPADDD Z26, Z11, Z12") // posD
+	for _, v := range [][2]string{{"Z10", "Z4"}, {"Z9", "Z5"}, {"Z11", "Z6"}, {"Z12", "Z7"}} {
+		g.i("VPCMPEQD %s, Z1, K4", v[0])
+		g.i("VMOVUPS.Z Z0, K4, %s", v[1])
+	}
+	// Interleave a,b into the first input row and c,d into the second.
+	for _, r := range [][3]string{{"Z4", "Z5", "R11"}, {"Z6", "Z7", "R12"}} {
+		g.i("VMOVDQA32 Z25, Z2")
+		g.i("VPERMI2PS %s, %s, Z2", r[1], r[0])
+		g.i("VMOVDQA32 Z24, Z3")
+		g.i("VPERMI2PS %s, %s, Z3", r[1], r[0])
+		g.i("VMOVUPS Z2, K2, (%s)", r[2])
+		g.i("VMOVUPS Z3, K3, 64(%s)", r[2])
+	}
+	g.i("ADDQ $128, R11")
+	g.i("ADDQ $128, R12")
+	g.i("ADDQ $64, R13")
+	g.i("ADDQ $64, R14")
+	g.i("ADDL $32, BX")
+	g.i("SUBQ $16, R15")
+	g.i("JGT mbchunk")
+	g.i("LEAQ (DI)(R8*8), DI")
+	g.i("MOVQ ow+40(FP), AX")
+	g.i("LEAQ (SI)(AX*4), SI")
+	g.i("LEAQ (DX)(AX*4), DX")
+	g.i("LEAL (R10)(R8*2), R10")
+	g.i("DECQ R9")
+	g.i("JNE mbrow")
+	g.f("mbdone:")
+	g.i("VZEROUPPER")
+	g.i("RET")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -754,6 +850,8 @@ func main() {
 	g.addRows()
 	g.f("")
 	g.maxPool2x2()
+	g.f("")
+	g.maxPool2x2Back()
 	g.f("")
 	g.im2col()
 	g.f("")
