@@ -53,16 +53,51 @@ func TestTrainStepAllocatesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opt, _ := NewSGD(m, 0.01, 0.9, 1e-4, true)
+		momentum, _ := NewSGD(m, 0.01, 0.9, 1e-4, true)
+		plain, _ := NewSGD(m, 0.01, 0, 0, false) // fused into backward
+		adam, _ := NewAdam(m, 1e-3, 0, 0, 0, 0)
 		const n = 10
 		x := make([]float32, n*m.InputSize())
 		for i := range x {
 			x[i] = float32(i%255) / 255
 		}
 		y := make([]int32, n)
-		m.TrainStep(opt, x, y, n)
-		if a := testing.AllocsPerRun(3, func() { m.TrainStep(opt, x, y, n) }); a != 0 {
-			t.Errorf("%s: TrainStep allocated %v times", name, a)
+		for _, opt := range []Optimizer[float32]{momentum, plain, adam} {
+			m.TrainStep(opt, x, y, n)
+			if a := testing.AllocsPerRun(3, func() { m.TrainStep(opt, x, y, n) }); a != 0 {
+				t.Errorf("%s with %T: TrainStep allocated %v times", name, opt, a)
+			}
+		}
+	}
+}
+
+// TestFusedSGDMatchesSeparateUpdate checks that plain SGD applied inside backward gives
+// the same parameters as computing the gradient and then stepping.
+func TestFusedSGDMatchesSeparateUpdate(t *testing.T) {
+	for _, name := range BuiltinNames() {
+		spec, _ := BuiltinSpec(name)
+		a, _ := New[float64](spec, Options{Seed: 4})
+		b, _ := New[float64](spec, Options{Seed: 4})
+		const n = 5
+		x := make([]float64, n*a.InputSize())
+		for i := range x {
+			x[i] = float64(i%97) / 97
+		}
+		y := []int32{1, 2, 3, 4, 5}
+		fused, _ := NewSGD(a, 0.05, 0, 0, false)
+		for range 3 {
+			a.TrainStep(fused, x, y, n)
+			b.Forward(x, n, true)
+			b.Loss(y)
+			b.Backward()
+			for i, g := range b.Grads() {
+				b.Values()[i] -= 0.05 * g
+			}
+		}
+		for i, v := range a.Values() {
+			if d := v - b.Values()[i]; d > 1e-12 || d < -1e-12 {
+				t.Fatalf("%s: parameter %d: fused %v, separate %v", name, i, v, b.Values()[i])
+			}
 		}
 	}
 }

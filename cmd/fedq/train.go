@@ -92,15 +92,15 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	train, test, err := loadData(c)
-	if err != nil {
-		return err
-	}
 	m, err := compute.New[float32](spec, copts)
 	if err != nil {
 		return err
 	}
 	opt, err := newOptimizer(c, m)
+	if err != nil {
+		return err
+	}
+	train, test, err := loadData(c)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs fedq in-process and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"fedq"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// writeBlobs writes a small separable CSV dataset: two Gaussian blobs in 4 dimensions.
+func writeBlobs(t *testing.T, path string, n int, seed uint64) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	var b strings.Builder
+	b.WriteString("a,b,c,d,label\n")
+	for range n {
+		y := r.IntN(2)
+		c := float64(2*y - 1)
+		fmt.Fprintf(&b, "%.4f,%.4f,%.4f,%.4f,%d\n", c+r.NormFloat64()*0.5, -c+r.NormFloat64()*0.5, r.NormFloat64(), c+r.NormFloat64()*0.5, y)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTrainCSVJSON(t *testing.T) {
+	dir := t.TempDir()
+	train, test := filepath.Join(dir, "train.csv"), filepath.Join(dir, "test.csv")
+	writeBlobs(t, train, 400, 1)
+	writeBlobs(t, test, 200, 2)
+	spec := `{"input":[4],"classes":2,"layers":[{"type":"dense","out":8},{"type":"relu"},{"type":"dense","out":2}]}`
+	out := filepath.Join(dir, "m.safetensors")
+	code, stdout, stderr := runCLI(t, "train", "--model", spec, "--dataset", train, "--label-column", "label", "--test", test,
+		"--epochs", "3", "--batch", "8", "--lr", "0.1", "--json", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("--json output %q: %v", stdout, err)
+	}
+	for _, k := range []string{"test_accuracy", "samples_per_sec", "train_loss", "params", "out"} {
+		if _, ok := rep[k]; !ok {
+			t.Errorf("--json output lacks %q: %s", k, stdout)
+		}
+	}
+	if acc := rep["test_accuracy"].(float64); acc < 0.9 {
+		t.Errorf("test accuracy on separable blobs = %v, want ≥ 0.9", acc)
+	}
+	code, stdout, stderr = runCLI(t, "eval", "--model", out, "--dataset", train, "--label-column", "label", "--test", test, "--json")
+	if code != 0 || !strings.Contains(stdout, `"test_accuracy"`) {
+		t.Fatalf("eval: exit %d: %s %s", code, stdout, stderr)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	if err := os.WriteFile(bad, []byte("1,2,0\n3,x,1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"train", "--model", "resnet"}, 2, "neither a builtin"},
+		{[]string{"train", "--model", `{"input":[4],"classes":2,"layers":[{"type":"conv9"}]}`}, 2, `unknown type "conv9"`},
+		{[]string{"train", "--epochs", "0"}, 2, "--epochs and --batch"},
+		{[]string{"train", "--optimizer", "lbfgs", "--dataset", bad}, 2, "--optimizer"},
+		{[]string{"train", "--lr", "-1", "--dataset", bad}, 2, "learning rate must be positive"},
+		{[]string{"train", "--dataset", bad}, 1, `"x" is not a number`},
+		{[]string{"train", "--dataset", filepath.Join(dir, "missing.csv")}, 1, "missing.csv"},
+		{[]string{"train", "--dataset", "cifar"}, 2, "want mnist or a .csv file"},
+		{[]string{"train", "--threads", "0"}, 2, "--threads"},
+		{[]string{"eval", "--model", filepath.Join(dir, "none.safetensors")}, 1, "none.safetensors"},
+		{[]string{"--log-level", "loud", "info"}, 2, "--log-level"},
+		{[]string{"train", "extra-arg"}, 2, "takes no arguments"},
+		{[]string{"bench", "train", "--batch", "0"}, 2, "must be positive"},
+	}
+	for _, c := range cases {
+		code, _, stderr := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("fedq %v: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
+		}
+	}
+}
+
+func TestInfoJSON(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "info", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var in map[string]any
+	if err := json.Unmarshal([]byte(stdout), &in); err != nil {
+		t.Fatal(err)
+	}
+	if ks, _ := in["kernels"].([]any); len(ks) == 0 {
+		t.Fatalf("no kernels in %s", stdout)
+	}
+}
