@@ -32,43 +32,43 @@ type Hello struct {
 // uses it to select agents for a round.
 type Capabilities struct {
 	// Datasets are the local datasets the agent can train and evaluate on.
-	Datasets []DatasetInfo `cbor:"1,keyasint,omitempty"`
+	Datasets []DatasetInfo `cbor:"1,keyasint,omitempty" json:"datasets,omitempty"`
 	// Backend is the compute backend in use: "cpu" or "cuda".
-	Backend string `cbor:"2,keyasint,omitempty"`
+	Backend string `cbor:"2,keyasint,omitempty" json:"backend,omitempty"`
 	// Device is a human-readable description of the compute device.
-	Device string `cbor:"3,keyasint,omitempty"`
+	Device string `cbor:"3,keyasint,omitempty" json:"device,omitempty"`
 	// GPUs lists the GPUs the agent may use.
-	GPUs []GPUInfo `cbor:"4,keyasint,omitempty"`
+	GPUs []GPUInfo `cbor:"4,keyasint,omitempty" json:"gpus,omitempty"`
 	// Threads is the number of CPU threads the agent may use.
-	Threads uint32 `cbor:"5,keyasint,omitempty"`
+	Threads uint32 `cbor:"5,keyasint,omitempty" json:"threads,omitempty"`
 	// Features lists optional protocol features the agent implements, e.g.
 	// "secagg", "dp", "eval".
-	Features []string `cbor:"6,keyasint,omitempty"`
+	Features []string `cbor:"6,keyasint,omitempty" json:"features,omitempty"`
 	// MemoryBytes is the host memory available to the agent.
-	MemoryBytes uint64 `cbor:"7,keyasint,omitempty"`
+	MemoryBytes uint64 `cbor:"7,keyasint,omitempty" json:"memory_bytes,omitempty"`
 }
 
 // DatasetInfo describes one local dataset.
 type DatasetInfo struct {
 	// Name is the dataset's name, as task offers refer to it.
-	Name string `cbor:"1,keyasint,omitempty"`
+	Name string `cbor:"1,keyasint,omitempty" json:"name,omitempty"`
 	// Examples is the number of examples.
-	Examples uint64 `cbor:"2,keyasint,omitempty"`
+	Examples uint64 `cbor:"2,keyasint,omitempty" json:"examples,omitempty"`
 	// Labelled is how many examples carry a label.
-	Labelled uint64 `cbor:"3,keyasint,omitempty"`
+	Labelled uint64 `cbor:"3,keyasint,omitempty" json:"labelled,omitempty"`
 	// Unlabelled is how many examples carry no label (semi-supervised).
-	Unlabelled uint64 `cbor:"4,keyasint,omitempty"`
+	Unlabelled uint64 `cbor:"4,keyasint,omitempty" json:"unlabelled,omitempty"`
 	// Classes is the number of label classes (0 if not a classification
 	// dataset).
-	Classes uint32 `cbor:"5,keyasint,omitempty"`
+	Classes uint32 `cbor:"5,keyasint,omitempty" json:"classes,omitempty"`
 }
 
 // GPUInfo describes one GPU.
 type GPUInfo struct {
 	// Name is the device name, e.g. "NVIDIA H200".
-	Name string `cbor:"1,keyasint,omitempty"`
+	Name string `cbor:"1,keyasint,omitempty" json:"name,omitempty"`
 	// MemoryBytes is the device memory.
-	MemoryBytes uint64 `cbor:"2,keyasint,omitempty"`
+	MemoryBytes uint64 `cbor:"2,keyasint,omitempty" json:"memory_bytes,omitempty"`
 }
 
 // Type implements [Message].

@@ -1,5 +1,5 @@
-// Command fedq is the one binary of fedq, a federated-learning system: local training
-// and benchmarks today; the coordinator, the agent daemon and serving as they land.
+// Command fedq is the one binary of fedq, a federated-learning system: the coordinator,
+// the agent daemon, the admin commands, local training and benchmarks.
 //
 // Run `fedq help` for the commands.
 package main
@@ -66,6 +66,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			evalCommand(),
 			benchCommand(),
 			infoCommand(),
+			caCommand(),
+			tokenCommand(),
+			coordinatorCommand(),
+			agentCommand(),
+			agentsCommand(),
+			adminCommand(),
 		},
 	}
 }

@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/fedq/fedq/compute/dataset"
+	"github.com/fedq/fedq/protocol"
+)
+
+// LocalData is a dataset an agent offers under a name.
+type LocalData struct {
+	Name string
+	// Source is where it came from, as given on the command line.
+	Source string
+	Data   *dataset.Dataset
+}
+
+// ParseDataFlag reads a --data flag, NAME=SOURCE, and loads the dataset. SOURCE is:
+//
+//	mnist          the MNIST training split (60,000 images), found as `fedq train` finds it
+//	mnist-test     the MNIST test split
+//	DIR            a folder holding MNIST-format IDX files (its training split)
+//	FILE.csv       numeric features, label in the last column (empty label: unlabelled)
+func ParseDataFlag(flag string) (*LocalData, error) {
+	name, src, ok := strings.Cut(flag, "=")
+	if !ok || name == "" || src == "" {
+		return nil, fmt.Errorf("--data %q: want NAME=SOURCE, e.g. mnist=mnist or sales=/data/sales.csv", flag)
+	}
+	if len(name) > protocol.MaxNameLen {
+		return nil, fmt.Errorf("--data %q: name longer than %d bytes", flag, protocol.MaxNameLen)
+	}
+	d, err := loadSource(src)
+	if err != nil {
+		return nil, fmt.Errorf("--data %s: %w", flag, err)
+	}
+	d.Name = name
+	return &LocalData{Name: name, Source: src, Data: d}, nil
+}
+
+func loadSource(src string) (*dataset.Dataset, error) {
+	switch {
+	case src == "mnist" || src == "mnist-test":
+		dir, err := dataset.MNISTDir()
+		if err != nil {
+			return nil, err
+		}
+		train, test, err := dataset.LoadMNIST(dir)
+		if err != nil {
+			return nil, err
+		}
+		if src == "mnist-test" {
+			return test, nil
+		}
+		return train, nil
+	case strings.HasSuffix(strings.ToLower(src), ".csv"):
+		return dataset.LoadCSV(src, dataset.CSVOptions{AllowMissingLabels: true})
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return nil, fmt.Errorf("%w (want mnist, mnist-test, a folder of IDX files, or a .csv file)", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s: want mnist, mnist-test, a folder of IDX files, or a .csv file", src)
+	}
+	train, _, err := dataset.LoadMNIST(src)
+	return train, err
+}
+
+// Describe summarises local datasets for Hello's capabilities.
+func Describe(data []*LocalData) []protocol.DatasetInfo {
+	out := make([]protocol.DatasetInfo, 0, len(data))
+	for _, ld := range data {
+		var labelled uint64
+		for _, y := range ld.Data.Y {
+			if y != dataset.Unlabelled {
+				labelled++
+			}
+		}
+		n := uint64(ld.Data.Len())
+		out = append(out, protocol.DatasetInfo{Name: ld.Name, Examples: n, Labelled: labelled, Unlabelled: n - labelled,
+			Classes: uint32(ld.Data.NumClasses)})
+	}
+	return out
+}

@@ -1,0 +1,262 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/fedq/fedq/coordinator/ca"
+	"github.com/fedq/fedq/protocol"
+	"github.com/fedq/fedq/protocol/transport"
+)
+
+// Admin methods (AdminRequest.Method) and their JSON bodies.
+const (
+	// MethodAgentsList takes {} and returns []AgentStatus.
+	MethodAgentsList = "agents.list"
+	// MethodAgentsRevoke takes {"id": ...} and returns the revoked AgentStatus.
+	MethodAgentsRevoke = "agents.revoke"
+)
+
+// AgentStatus is an agent as admin clients see it: its record and, when connected, its
+// session.
+type AgentStatus struct {
+	ID              string                `json:"id"`
+	State           string                `json:"state"` // online, offline or revoked
+	EnrolledAt      time.Time             `json:"enrolled_at"`
+	RevokedAt       *time.Time            `json:"revoked_at,omitempty"`
+	LastSeen        time.Time             `json:"last_seen,omitzero"`
+	Session         string                `json:"session,omitempty"`
+	Remote          string                `json:"remote,omitempty"`
+	SoftwareVersion string                `json:"software_version,omitempty"`
+	Capabilities    protocol.Capabilities `json:"capabilities"`
+}
+
+// RevokeRequest is the body of MethodAgentsRevoke.
+type RevokeRequest struct {
+	ID string `json:"id"`
+}
+
+// adminHandler answers one admin method.
+type adminHandler func(ctx context.Context, body []byte) (any, error)
+
+func (s *Server) adminHandlers() map[string]adminHandler {
+	return map[string]adminHandler{
+		MethodAgentsList:   s.adminAgentsList,
+		MethodAgentsRevoke: s.adminAgentsRevoke,
+	}
+}
+
+// serveAdmin answers an admin client's requests, one per stream.
+func (s *Server) serveAdmin(ctx context.Context, conn *quic.Conn, peer transport.Peer, log *slog.Logger) {
+	handlers := s.adminHandlers()
+	defer transport.Close(conn, nil)
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go func() {
+			rd := protocol.NewReader(st, 0)
+			m, err := transport.ReadFirst(st, rd)
+			if err != nil {
+				transport.Reject(st, protocol.NewError(protocol.CodeProtocol, "admin stream: %v", err))
+				return
+			}
+			req, ok := m.(*protocol.AdminRequest)
+			if !ok {
+				transport.Reject(st, protocol.NewError(protocol.CodeProtocol, "an admin stream must begin with AdminRequest, got %s", m.Type()))
+				return
+			}
+			h, ok := handlers[req.Method]
+			if !ok {
+				transport.Reject(st, protocol.NewError(protocol.CodeNotFound, "unknown admin method %q", req.Method))
+				return
+			}
+			out, err := h(ctx, req.Body)
+			if err != nil {
+				log.Warn("admin request failed", "method", req.Method, "err", err)
+				transport.Reject(st, err)
+				return
+			}
+			body, err := json.Marshal(out)
+			if err != nil {
+				transport.Reject(st, protocol.NewError(protocol.CodeInternal, "encode reply: %v", err))
+				return
+			}
+			log.Info("admin request", "method", req.Method)
+			_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout))
+			if err := protocol.WriteMessage(st, &protocol.AdminResponse{Body: body}); err != nil {
+				st.CancelWrite(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
+				return
+			}
+			_ = st.Close()
+		}()
+	}
+}
+
+func (s *Server) adminAgentsList(context.Context, []byte) (any, error) {
+	recs, err := s.store.Agents()
+	if err != nil {
+		return nil, protocol.NewError(protocol.CodeInternal, "agent registry: %v", err)
+	}
+	online := map[string]SessionInfo{}
+	for _, si := range s.Sessions() {
+		online[si.Agent] = si
+	}
+	out := make([]AgentStatus, 0, len(recs))
+	for _, r := range recs {
+		st := AgentStatus{ID: r.ID, State: "offline", EnrolledAt: r.EnrolledAt, RevokedAt: r.RevokedAt, LastSeen: r.LastSeen,
+			SoftwareVersion: r.SoftwareVersion, Capabilities: r.Capabilities}
+		if si, ok := online[r.ID]; ok {
+			st.State, st.Session, st.Remote, st.LastSeen = "online", si.Session, si.Remote, si.LastSeen
+			st.SoftwareVersion, st.Capabilities = si.SoftwareVersion, si.Capabilities
+		}
+		if r.Revoked() {
+			st.State = "revoked"
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (s *Server) adminAgentsRevoke(_ context.Context, body []byte) (any, error) {
+	var req RevokeRequest
+	if err := json.Unmarshal(body, &req); err != nil || req.ID == "" {
+		return nil, protocol.NewError(protocol.CodeInvalid, "agents.revoke needs {\"id\": AGENT}")
+	}
+	rec, err := s.store.Revoke(req.ID, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.dropSession(req.ID, protocol.NewError(protocol.CodeRevoked, "agent %q was revoked", req.ID))
+	return AgentStatus{ID: rec.ID, State: "revoked", EnrolledAt: rec.EnrolledAt, RevokedAt: rec.RevokedAt, LastSeen: rec.LastSeen}, nil
+}
+
+// AdminClient calls a coordinator's admin methods over QUIC with an admin certificate.
+type AdminClient struct {
+	tr   *quic.Transport
+	conn *quic.Conn
+}
+
+// DialAdmin connects to the coordinator described by an admin directory: the
+// coordinator's own --dir, or one written by `fedq admin cert`. addr, when not empty,
+// overrides the address in it.
+func DialAdmin(ctx context.Context, dir, addr string) (*AdminClient, error) {
+	cd, err := ca.LoadAdmin(dir)
+	if err != nil {
+		return nil, err
+	}
+	if addr == "" {
+		addr = cd.Addr
+	}
+	tr, err := transport.NewClientTransport()
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, transport.HandshakeTimeout)
+	defer cancel()
+	conn, err := transport.Dial(dctx, tr, addr, transport.ClientTLS(cd.CA, cd.Cert))
+	if err != nil {
+		_ = tr.Close()
+		return nil, fmt.Errorf("connect to coordinator at %s: %w", addr, err)
+	}
+	return &AdminClient{tr: tr, conn: conn}, nil
+}
+
+// Call invokes method with req (JSON-encoded) and decodes the reply into resp.
+func (c *AdminClient) Call(ctx context.Context, method string, req, resp any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	st, err := c.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return transport.ConnError(c.conn, err)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(d)
+	}
+	if err := protocol.WriteMessage(st, &protocol.AdminRequest{Method: method, Body: body}); err != nil {
+		return transport.ConnError(c.conn, err)
+	}
+	_ = st.Close()
+	m, err := protocol.NewReader(st, protocol.MaxFrameSize).Read()
+	if err != nil {
+		return transport.ConnError(c.conn, err)
+	}
+	switch m := m.(type) {
+	case *protocol.AdminResponse:
+		if resp == nil {
+			return nil
+		}
+		if err := json.Unmarshal(m.Body, resp); err != nil {
+			return fmt.Errorf("%s reply: %w", method, err)
+		}
+		return nil
+	case *protocol.Error:
+		return m
+	default:
+		return fmt.Errorf("%s: unexpected reply %s", method, m.Type())
+	}
+}
+
+// Close closes the connection.
+func (c *AdminClient) Close() error {
+	transport.Close(c.conn, nil)
+	return c.tr.Close()
+}
+
+// Agents lists the enrolled agents (MethodAgentsList), ordered by ID.
+func (c *AdminClient) Agents(ctx context.Context) ([]AgentStatus, error) {
+	var out []AgentStatus
+	if err := c.Call(ctx, MethodAgentsList, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b AgentStatus) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// Revoke revokes agent id (MethodAgentsRevoke).
+func (c *AdminClient) Revoke(ctx context.Context, id string) (AgentStatus, error) {
+	var out AgentStatus
+	err := c.Call(ctx, MethodAgentsRevoke, RevokeRequest{ID: id}, &out)
+	return out, err
+}
+
+
+// Raw sends data as the whole content of one stream and returns the coordinator's
+// answer as an error (nil only if it answered AdminResponse): for tests of malformed
+// input.
+func (c *AdminClient) Raw(ctx context.Context, data []byte) error {
+	st, err := c.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	_ = st.SetDeadline(time.Now().Add(transport.FirstFrameTimeout))
+	if _, err := st.Write(data); err != nil {
+		return err
+	}
+	_ = st.Close()
+	m, err := protocol.NewReader(st, protocol.MaxFrameSize).Read()
+	if err != nil {
+		return err
+	}
+	if e, ok := m.(*protocol.Error); ok {
+		return e
+	}
+	return nil
+}
