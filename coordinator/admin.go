@@ -237,7 +237,6 @@ func (c *AdminClient) Revoke(ctx context.Context, id string) (AgentStatus, error
 	return out, err
 }
 
-
 // Raw sends data as the whole content of one stream and returns the coordinator's
 // answer as an error (nil only if it answered AdminResponse): for tests of malformed
 // input.

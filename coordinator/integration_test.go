@@ -447,4 +447,3 @@ func TestThousandAgents(t *testing.T) {
 		t.Fatal("cancelled early")
 	}
 }
-
