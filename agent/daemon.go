@@ -88,6 +88,7 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	session string
+	conn    *quic.Conn // the connection of the current session, or nil
 }
 
 // New returns a daemon for an enrolled identity.
@@ -117,10 +118,58 @@ func (d *Daemon) Session() string {
 	return d.session
 }
 
-func (d *Daemon) setSession(s string) {
+func (d *Daemon) setSession(s string, conn *quic.Conn) {
 	d.mu.Lock()
-	d.session = s
+	d.session, d.conn = s, conn
 	d.mu.Unlock()
+}
+
+// ErrNotConnected is returned by calls that need a session when there is none.
+var ErrNotConnected = errors.New("agent: not connected to the coordinator")
+
+// FetchModel downloads model version (whose weights must hash to hash, unless zero) on
+// its own stream of the current session. read gets the stream's tensors one by one
+// (straight into its buffers or an accumulator); FetchModel then checks the trailer's
+// hash, and the hash against the one asked for, before returning nil. A failed or
+// mismatched download returns an error and read's results must be discarded.
+func (d *Daemon) FetchModel(ctx context.Context, version uint64, hash protocol.Hash, read func(*protocol.TensorReader) error) error {
+	d.mu.Lock()
+	conn := d.conn
+	d.mu.Unlock()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return transport.ConnError(conn, err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		st.CancelRead(quic.StreamErrorCode(protocol.CodeCancelled.AppErrorCode()))
+		st.CancelWrite(quic.StreamErrorCode(protocol.CodeCancelled.AppErrorCode()))
+	})
+	defer stop()
+	if err := protocol.WriteMessage(st, &protocol.ModelRequest{Version: version, Hash: hash}); err != nil {
+		return transport.ConnError(conn, err)
+	}
+	_ = st.Close()
+	tr, err := protocol.NewTensorReader(st, protocol.Limits{})
+	if err != nil {
+		return transport.ConnError(conn, err)
+	}
+	fail := func(err error) error {
+		st.CancelRead(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
+		return err
+	}
+	if err := read(tr); err != nil {
+		return fail(err)
+	}
+	if err := tr.Finish(); err != nil {
+		return fail(transport.ConnError(conn, err))
+	}
+	if !hash.IsZero() && tr.Sum() != hash {
+		return fail(protocol.NewError(protocol.CodeHashMismatch, "model %d hashes to %s, the task named %s", version, tr.Sum(), hash))
+	}
+	return nil
 }
 
 func (d *Daemon) emit(e Event) {
@@ -230,8 +279,8 @@ func (d *Daemon) connect(ctx context.Context, tr *quic.Transport) (retryAfter ti
 	default:
 		return 0, false, protocol.NewError(protocol.CodeProtocol, "expected Welcome, got %s", m.Type())
 	}
-	d.setSession(welcome.SessionID)
-	defer d.setSession("")
+	d.setSession(welcome.SessionID, conn)
+	defer d.setSession("", nil)
 	d.log.Info("connected to coordinator", "addr", d.cfg.Addr, "session", welcome.SessionID, "version", welcome.ProtocolVersion)
 	d.emit(Event{Kind: Connected, Session: welcome.SessionID})
 	retryAfter, err = d.serve(ctx, conn, st, w, rd, time.Duration(welcome.HeartbeatIntervalMs)*time.Millisecond)

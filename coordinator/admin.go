@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"time"
 
@@ -21,7 +22,17 @@ const (
 	MethodAgentsList = "agents.list"
 	// MethodAgentsRevoke takes {"id": ...} and returns the revoked AgentStatus.
 	MethodAgentsRevoke = "agents.revoke"
+	// MethodStatus takes {} and returns Status.
+	MethodStatus = "status"
 )
+
+// Status is the coordinator's state in numbers.
+type Status struct {
+	Addr     string    `json:"addr"`
+	Online   int       `json:"online"`
+	Enrolled int       `json:"enrolled"`
+	Since    time.Time `json:"since"`
+}
 
 // AgentStatus is an agent as admin clients see it: its record and, when connected, its
 // session.
@@ -49,6 +60,7 @@ func (s *Server) adminHandlers() map[string]adminHandler {
 	return map[string]adminHandler{
 		MethodAgentsList:   s.adminAgentsList,
 		MethodAgentsRevoke: s.adminAgentsRevoke,
+		MethodStatus:       s.adminStatus,
 	}
 }
 
@@ -84,20 +96,44 @@ func (s *Server) serveAdmin(ctx context.Context, conn *quic.Conn, peer transport
 				transport.Reject(st, err)
 				return
 			}
-			body, err := json.Marshal(out)
+			bodies, err := replyPages(out)
 			if err != nil {
 				transport.Reject(st, protocol.NewError(protocol.CodeInternal, "encode reply: %v", err))
 				return
 			}
 			log.Info("admin request", "method", req.Method)
-			_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout))
-			if err := protocol.WriteMessage(st, &protocol.AdminResponse{Body: body}); err != nil {
-				st.CancelWrite(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
-				return
+			for i, body := range bodies {
+				_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout))
+				if err := protocol.WriteMessage(st, &protocol.AdminResponse{Body: body, More: i < len(bodies)-1}); err != nil {
+					st.CancelWrite(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
+					return
+				}
 			}
 			_ = st.Close()
 		}()
 	}
+}
+
+// adminPage is how many elements of a list reply go in one AdminResponse frame, so that
+// a reply of any length fits the protocol's frame limit.
+const adminPage = 500
+
+// replyPages encodes a reply as JSON bodies: one, or for a slice, one JSON array per page.
+func replyPages(out any) ([][]byte, error) {
+	v := reflect.ValueOf(out)
+	if v.Kind() != reflect.Slice || v.Len() <= adminPage {
+		b, err := json.Marshal(out)
+		return [][]byte{b}, err
+	}
+	var bodies [][]byte
+	for i := 0; i < v.Len(); i += adminPage {
+		b, err := json.Marshal(v.Slice(i, min(i+adminPage, v.Len())).Interface())
+		if err != nil {
+			return nil, err
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies, nil
 }
 
 func (s *Server) adminAgentsList(context.Context, []byte) (any, error) {
@@ -123,6 +159,14 @@ func (s *Server) adminAgentsList(context.Context, []byte) (any, error) {
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+func (s *Server) adminStatus(context.Context, []byte) (any, error) {
+	recs, err := s.store.Agents()
+	if err != nil {
+		return nil, protocol.NewError(protocol.CodeInternal, "agent registry: %v", err)
+	}
+	return Status{Addr: s.Addr().String(), Online: s.Online(), Enrolled: len(recs), Since: s.started}, nil
 }
 
 func (s *Server) adminAgentsRevoke(_ context.Context, body []byte) (any, error) {
@@ -186,24 +230,48 @@ func (c *AdminClient) Call(ctx context.Context, method string, req, resp any) er
 		return transport.ConnError(c.conn, err)
 	}
 	_ = st.Close()
-	m, err := protocol.NewReader(st, protocol.MaxFrameSize).Read()
-	if err != nil {
-		return transport.ConnError(c.conn, err)
+	rd := protocol.NewReader(st, protocol.MaxFrameSize)
+	var pages []json.RawMessage
+	for {
+		m, err := rd.Read()
+		if err != nil {
+			return transport.ConnError(c.conn, err)
+		}
+		switch m := m.(type) {
+		case *protocol.AdminResponse:
+			pages = append(pages, m.Body)
+			if m.More {
+				continue
+			}
+		case *protocol.Error:
+			return m
+		default:
+			return fmt.Errorf("%s: unexpected reply %s", method, m.Type())
+		}
+		break
 	}
-	switch m := m.(type) {
-	case *protocol.AdminResponse:
-		if resp == nil {
-			return nil
-		}
-		if err := json.Unmarshal(m.Body, resp); err != nil {
-			return fmt.Errorf("%s reply: %w", method, err)
-		}
+	if resp == nil {
 		return nil
-	case *protocol.Error:
-		return m
-	default:
-		return fmt.Errorf("%s: unexpected reply %s", method, m.Type())
 	}
+	reply := []byte(pages[0])
+	if len(pages) > 1 {
+		// A paged list: join the pages' arrays.
+		var all []json.RawMessage
+		for _, p := range pages {
+			var part []json.RawMessage
+			if err := json.Unmarshal(p, &part); err != nil {
+				return fmt.Errorf("%s reply: %w", method, err)
+			}
+			all = append(all, part...)
+		}
+		if reply, err = json.Marshal(all); err != nil {
+			return err
+		}
+	}
+	if err := json.Unmarshal(reply, resp); err != nil {
+		return fmt.Errorf("%s reply: %w", method, err)
+	}
+	return nil
 }
 
 // Close closes the connection.
@@ -228,6 +296,13 @@ func (c *AdminClient) Agents(ctx context.Context) ([]AgentStatus, error) {
 		return 0
 	})
 	return out, nil
+}
+
+// Status returns the coordinator's state in numbers (MethodStatus).
+func (c *AdminClient) Status(ctx context.Context) (Status, error) {
+	var out Status
+	err := c.Call(ctx, MethodStatus, struct{}{}, &out)
+	return out, err
 }
 
 // Revoke revokes agent id (MethodAgentsRevoke).

@@ -32,7 +32,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // cluster is a coordinator under test, on 127.0.0.1.
 type cluster struct {
-	t         *testing.T
+	t         testing.TB
 	dir       string
 	addr      string
 	heartbeat time.Duration
@@ -42,9 +42,9 @@ type cluster struct {
 	shift     atomic.Int64 // added to the coordinator's clock
 }
 
-func newCluster(t *testing.T) *cluster { return newClusterHB(t, 500*time.Millisecond) }
+func newCluster(t testing.TB) *cluster { return newClusterHB(t, 500*time.Millisecond) }
 
-func newClusterHB(t *testing.T, heartbeat time.Duration) *cluster {
+func newClusterHB(t testing.TB, heartbeat time.Duration) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := ca.Init(dir, ca.InitOptions{Addr: "127.0.0.1:4433"}); err != nil {
@@ -122,7 +122,7 @@ type runningAgent struct {
 	done   chan error
 }
 
-func startAgent(t *testing.T, id *agent.Identity, tr *quic.Transport) *runningAgent {
+func startAgent(t testing.TB, id *agent.Identity, tr *quic.Transport) *runningAgent {
 	t.Helper()
 	ra := &runningAgent{events: make(chan agent.Event, 64), done: make(chan error, 1)}
 	d, err := agent.New(agent.Config{Identity: id, SoftwareVersion: "test",
@@ -146,7 +146,7 @@ func startAgent(t *testing.T, id *agent.Identity, tr *quic.Transport) *runningAg
 }
 
 // wait returns the next event of the given kind, failing after timeout.
-func (ra *runningAgent) wait(t *testing.T, kind agent.EventKind, timeout time.Duration) agent.Event {
+func (ra *runningAgent) wait(t testing.TB, kind agent.EventKind, timeout time.Duration) agent.Event {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -446,4 +446,12 @@ func TestThousandAgents(t *testing.T) {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		t.Fatal("cancelled early")
 	}
+}
+
+// startAgentB enrolls and connects an agent for a benchmark and returns its daemon.
+func startAgentB(b *testing.B, c *cluster) *agent.Daemon {
+	b.Helper()
+	ra := startAgent(b, c.enroll("bench-"+strconv.Itoa(c.srv.Online())), nil)
+	ra.wait(b, agent.Connected, 10*time.Second)
+	return ra.d
 }

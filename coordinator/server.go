@@ -59,6 +59,8 @@ type Server struct {
 	sessions map[string]*session
 	conns    sync.WaitGroup
 	closed   atomic.Bool
+	models   atomic.Pointer[ModelSource]
+	started  time.Time
 }
 
 // session is a connected agent.
@@ -109,7 +111,7 @@ func Listen(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, ca: auth, store: st, log: cfg.Logger, sessions: map[string]*session{}}
+	s := &Server{cfg: cfg, ca: auth, store: st, log: cfg.Logger, sessions: map[string]*session{}, started: cfg.Now()}
 	pc := cfg.PacketConn
 	if pc == nil {
 		addr := cfg.Listen
@@ -442,9 +444,12 @@ func (s *Server) acceptStreams(ctx context.Context, ss *session, log *slog.Logge
 				transport.Reject(st, protocol.NewError(protocol.CodeProtocol, "stream: %v", err))
 				return
 			}
-			switch m.(type) {
+			switch m := m.(type) {
 			case *protocol.ModelRequest:
-				transport.Reject(st, protocol.NewError(protocol.CodeNotFound, "no model versions yet"))
+				if err := s.serveModel(st, m); err != nil {
+					log.Warn("model download failed", "version", m.Version, "err", err)
+					transport.Reject(st, err)
+				}
 			case *protocol.UpdateHeader:
 				transport.Reject(st, protocol.NewError(protocol.CodeNotFound, "no round is running"))
 			default:

@@ -113,6 +113,31 @@ func (s *Store) Enroll(tokenID string, a Agent) error {
 	})
 }
 
+// Import registers many agents at once, each with its (unused) token ID marked used, in
+// one transaction: for bulk provisioning and load tests.
+func (s *Store) Import(tokenIDs []string, agents []Agent) error {
+	if len(tokenIDs) != len(agents) {
+		return fmt.Errorf("import: %d token IDs for %d agents", len(tokenIDs), len(agents))
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		used := tx.Bucket(bucketUsedTokens)
+		for i := range agents {
+			if used.Get([]byte(tokenIDs[i])) != nil {
+				return fmt.Errorf("import %s: %w", agents[i].ID, ErrTokenUsed)
+			}
+			if err := used.Put([]byte(tokenIDs[i]), []byte(`{"agent":"`+agents[i].ID+`"}`)); err != nil {
+				return err
+			}
+			a := agents[i]
+			a.TokenID, a.RevokedAt = tokenIDs[i], nil
+			if err := putAgent(tx, &a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func putAgent(tx *bolt.Tx, a *Agent) error {
 	b, err := json.Marshal(a)
 	if err != nil {

@@ -1,0 +1,157 @@
+package coordinator_test
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/protocol"
+)
+
+// staticModel serves one version.
+type staticModel struct {
+	version uint64
+	tensors []protocol.TensorRef
+	hash    protocol.Hash
+}
+
+func newStaticModel(t testing.TB, version uint64, sizes ...int) *staticModel {
+	r := rand.New(rand.NewPCG(version, 1))
+	m := &staticModel{version: version}
+	for i, n := range sizes {
+		v := make([]float32, n)
+		for j := range v {
+			v[j] = r.Float32()
+		}
+		m.tensors = append(m.tensors, protocol.TensorRef{Info: protocol.TensorInfo{Name: "w" + string(rune('0'+i)), DType: protocol.DTypeF32, Shape: []int{n}}, F32: v})
+	}
+	h, err := protocol.WriteTensors(io.Discard, m.tensors, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.hash = h
+	return m
+}
+
+func (m *staticModel) Model(version uint64, hash protocol.Hash) ([]protocol.TensorRef, map[string]string, error) {
+	if version != m.version {
+		return nil, nil, protocol.NewError(protocol.CodeNotFound, "no version %d", version)
+	}
+	if !hash.IsZero() && hash != m.hash {
+		return nil, nil, protocol.NewError(protocol.CodeHashMismatch, "version %d has another hash", version)
+	}
+	return m.tensors, nil, nil
+}
+
+// readAll reads every tensor of a stream into fresh slices.
+func readAll(tr *protocol.TensorReader) ([][]float32, error) {
+	var out [][]float32
+	for {
+		info, ok := tr.Next()
+		if !ok {
+			return out, nil
+		}
+		v := make([]float32, info.NumElements())
+		if err := tr.ReadInto(v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+}
+
+func TestModelDownload(t *testing.T) {
+	c := newCluster(t)
+	m := newStaticModel(t, 3, 1000, 7)
+	c.srv.SetModels(m)
+	ra := startAgent(t, c.enroll("dl"), nil)
+	ra.wait(t, agent.Connected, 10*time.Second)
+	ctx := context.Background()
+	var got [][]float32
+	err := ra.d.FetchModel(ctx, 3, m.hash, func(tr *protocol.TensorReader) error {
+		var err error
+		got, err = readAll(tr)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0][999] != m.tensors[0].F32[999] || got[1][6] != m.tensors[1].F32[6] {
+		t.Fatal("downloaded tensors differ")
+	}
+	bad := m.hash
+	bad[0] ^= 1
+	for _, tc := range []struct {
+		version uint64
+		hash    protocol.Hash
+		code    protocol.ErrorCode
+	}{{4, protocol.Hash{}, protocol.CodeNotFound}, {3, bad, protocol.CodeHashMismatch}} {
+		err := ra.d.FetchModel(ctx, tc.version, tc.hash, func(tr *protocol.TensorReader) error { _, err := readAll(tr); return err })
+		if protocol.CodeOf(err) != tc.code {
+			t.Errorf("FetchModel(%d) = %v, want %v", tc.version, err, tc.code)
+		}
+	}
+	// The session survived the refusals.
+	if err := ra.d.FetchModel(ctx, 3, protocol.Hash{}, func(tr *protocol.TensorReader) error { _, err := readAll(tr); return err }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const benchModelFloats = 10 << 20 // 40 MiB of float32
+
+// BenchmarkModelDownload40MB times one agent downloading a 40 MiB model over QUIC on
+// loopback, into a preallocated buffer.
+func BenchmarkModelDownload40MB(b *testing.B) {
+	c := newCluster(b)
+	m := newStaticModel(b, 1, benchModelFloats)
+	c.srv.SetModels(m)
+	ra := startAgentB(b, c)
+	dst := make([]float32, benchModelFloats)
+	b.SetBytes(4 * benchModelFloats)
+	for b.Loop() {
+		if err := ra.FetchModel(context.Background(), 1, m.hash, func(tr *protocol.TensorReader) error {
+			tr.Next()
+			return tr.ReadInto(dst)
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBroadcast40MBTo10Agents times ten agents downloading the same 40 MiB model at
+// once: one op is the whole broadcast, done when the last agent has verified its copy.
+func BenchmarkBroadcast40MBTo10Agents(b *testing.B) {
+	c := newCluster(b)
+	m := newStaticModel(b, 1, benchModelFloats)
+	c.srv.SetModels(m)
+	const n = 10
+	agents := make([]*agent.Daemon, n)
+	dst := make([][]float32, n)
+	for i := range agents {
+		agents[i] = startAgentB(b, c)
+		dst[i] = make([]float32, benchModelFloats)
+	}
+	for b.Loop() {
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i, d := range agents {
+			wg.Go(func() {
+				errs <- d.FetchModel(context.Background(), 1, m.hash, func(tr *protocol.TensorReader) error {
+					tr.Next()
+					return tr.ReadInto(dst[i])
+				})
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/broadcast")
+}
