@@ -12,10 +12,12 @@ import (
 
 // ModelSource serves model versions to agents' model-download streams.
 type ModelSource interface {
-	// Model returns the tensors of version, whose weights must hash to hash unless hash
-	// is zero, or a protocol error (CodeNotFound, CodeHashMismatch). The tensors are
-	// only read, possibly by many downloads at once.
-	Model(version uint64, hash protocol.Hash) (tensors []protocol.TensorRef, meta map[string]string, err error)
+	// Model returns the tensors of version and their hash (the SHA-256 of the tensor
+	// stream's raw bytes, which is the version's hash), or a protocol error
+	// (CodeNotFound; CodeHashMismatch when hash is not zero and differs). The tensors
+	// are only read, possibly by many downloads at once; the hash is sent as the
+	// stream's trailer without hashing the bytes again.
+	Model(version uint64, hash protocol.Hash) (tensors []protocol.TensorRef, meta map[string]string, sum protocol.Hash, err error)
 }
 
 // SetModels sets what model-download streams are served from (nil: nothing).
@@ -35,7 +37,7 @@ func (s *Server) serveModel(st *quic.Stream, req *protocol.ModelRequest) error {
 	if p == nil {
 		return protocol.NewError(protocol.CodeNotFound, "no model versions yet")
 	}
-	tensors, meta, err := (*p).Model(req.Version, req.Hash)
+	tensors, meta, sum, err := (*p).Model(req.Version, req.Hash)
 	if err != nil {
 		return err
 	}
@@ -44,7 +46,7 @@ func (s *Server) serveModel(st *quic.Stream, req *protocol.ModelRequest) error {
 		size += 4 * (len(t.F32) + len(t.I32) + len(t.U32))
 	}
 	_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout + time.Duration(size)*time.Microsecond))
-	if _, err := protocol.WriteTensors(st, tensors, meta); err != nil {
+	if err := protocol.NewTensorWriter(protocol.Limits{}).WriteKnown(st, tensors, meta, sum); err != nil {
 		st.CancelWrite(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
 		return fmt.Errorf("send model %d: %w", req.Version, err)
 	}

@@ -2,14 +2,20 @@ package coordinator_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
 	"io"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/protocol"
+	"github.com/fedq/fedq/protocol/transport"
 )
 
 // staticModel serves one version.
@@ -37,14 +43,14 @@ func newStaticModel(t testing.TB, version uint64, sizes ...int) *staticModel {
 	return m
 }
 
-func (m *staticModel) Model(version uint64, hash protocol.Hash) ([]protocol.TensorRef, map[string]string, error) {
+func (m *staticModel) Model(version uint64, hash protocol.Hash) ([]protocol.TensorRef, map[string]string, protocol.Hash, error) {
 	if version != m.version {
-		return nil, nil, protocol.NewError(protocol.CodeNotFound, "no version %d", version)
+		return nil, nil, protocol.Hash{}, protocol.NewError(protocol.CodeNotFound, "no version %d", version)
 	}
 	if !hash.IsZero() && hash != m.hash {
-		return nil, nil, protocol.NewError(protocol.CodeHashMismatch, "version %d has another hash", version)
+		return nil, nil, protocol.Hash{}, protocol.NewError(protocol.CodeHashMismatch, "version %d has another hash", version)
 	}
-	return m.tensors, nil, nil
+	return m.tensors, nil, m.hash, nil
 }
 
 // readAll reads every tensor of a stream into fresh slices.
@@ -154,4 +160,66 @@ func BenchmarkBroadcast40MBTo10Agents(b *testing.B) {
 		}
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/broadcast")
+}
+
+// BenchmarkRawQUIC40MB is the comparator for BenchmarkModelDownload40MB: bare quic-go,
+// one stream carrying 40 MiB from a client to a server that hashes it and answers with
+// the SHA-256 (the experiment of ../shared/notes/dependencies.md), with fedq's TLS and
+// QUIC settings but no fedq protocol.
+func BenchmarkRawQUIC40MB(b *testing.B) {
+	dir := b.TempDir()
+	auth, err := ca.Init(dir, ca.InitOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := quic.ListenAddr("127.0.0.1:0", transport.ServerTLS(auth.ServerCert, auth.CAPool()), transport.QUICConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				for {
+					st, err := conn.AcceptStream(context.Background())
+					if err != nil {
+						return
+					}
+					h := sha256.New()
+					_, _ = io.Copy(h, st)
+					_, _ = st.Write(h.Sum(nil))
+					_ = st.Close()
+				}
+			}()
+		}
+	}()
+	tr, err := transport.NewClientTransport()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	conn, err := transport.Dial(context.Background(), tr, ln.Addr().String(), transport.ClientTLS(auth.CACert, tls.Certificate{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	payload := make([]byte, 4*benchModelFloats)
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		st, err := conn.OpenStreamSync(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := st.Write(payload); err != nil {
+			b.Fatal(err)
+		}
+		_ = st.Close()
+		if _, err := io.ReadAll(st); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

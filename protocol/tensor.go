@@ -370,6 +370,19 @@ func WriteTensors(w io.Writer, tensors []TensorRef, meta map[string]string) (Has
 // the stream unusable: abort it (QUIC: CancelWrite with
 // CodeOf(err).AppErrorCode()).
 func (tw *TensorWriter) Write(w io.Writer, tensors []TensorRef, meta map[string]string) (Hash, error) {
+	return tw.write(w, tensors, meta, nil)
+}
+
+// WriteKnown writes a tensor stream whose hash the caller already knows (a stored model
+// version), sending sum as the trailer instead of hashing the bytes again: serving one
+// model to many agents then costs no hashing. If sum is wrong every receiver rejects
+// the stream with CodeHashMismatch, so a stale or corrupt hash is caught, not trusted.
+func (tw *TensorWriter) WriteKnown(w io.Writer, tensors []TensorRef, meta map[string]string, sum Hash) error {
+	_, err := tw.write(w, tensors, meta, &sum)
+	return err
+}
+
+func (tw *TensorWriter) write(w io.Writer, tensors []TensorRef, meta map[string]string, known *Hash) (Hash, error) {
 	hdr := TensorHeader{Tensors: make([]TensorInfo, len(tensors)), Meta: meta}
 	data := make([][]byte, len(tensors))
 	for i := range tensors {
@@ -393,12 +406,16 @@ func (tw *TensorWriter) Write(w io.Writer, tensors []TensorRef, meta map[string]
 	}
 	tw.h.Reset()
 	for i, b := range data {
-		if err := tw.writeData(w, b); err != nil {
+		if err := tw.writeData(w, b, known == nil); err != nil {
 			return Hash{}, fmt.Errorf("protocol: writing tensor %q: %w", hdr.Tensors[i].Name, err)
 		}
 	}
 	var sum Hash
-	tw.h.Sum(sum[:0])
+	if known != nil {
+		sum = *known
+	} else {
+		tw.h.Sum(sum[:0])
+	}
 	b, err = encodeFrame(&tw.frame, &TensorTrailer{SHA256: sum}, maxTrailerBytes)
 	if err != nil {
 		return Hash{}, err
@@ -410,13 +427,15 @@ func (tw *TensorWriter) Write(w io.Writer, tensors []TensorRef, meta map[string]
 }
 
 // writeData writes one tensor's host-order bytes as little-endian chunks,
-// hashing them.
-func (tw *TensorWriter) writeData(w io.Writer, b []byte) error {
+// hashing them when hash is set.
+func (tw *TensorWriter) writeData(w io.Writer, b []byte, hash bool) error {
 	cs := tw.lim.ChunkSize
 	if !tw.portable {
 		for off := 0; off < len(b); off += cs {
 			p := b[off:min(off+cs, len(b))]
-			tw.h.Write(p)
+			if hash {
+				tw.h.Write(p)
+			}
 			if _, err := w.Write(p); err != nil {
 				return err
 			}
@@ -432,7 +451,9 @@ func (tw *TensorWriter) writeData(w io.Writer, b []byte) error {
 		src := unsafe.Slice((*uint32)(unsafe.Pointer(&b[off])), (end-off)/4)
 		p := out[:end-off]
 		nativeToLE(p, src)
-		tw.h.Write(p)
+		if hash {
+			tw.h.Write(p)
+		}
 		if _, err := w.Write(p); err != nil {
 			return err
 		}

@@ -498,3 +498,38 @@ func TestNumElements(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteKnownHash(t *testing.T) {
+	refs := []TensorRef{{Info: TensorInfo{Name: "w", DType: DTypeF32, Shape: []int{3}}, F32: []float32{1, 2, 3}}}
+	var buf bytes.Buffer
+	sum, err := WriteTensors(&buf, refs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		sum  Hash
+		ok   bool
+	}{{"right", sum, true}, {"wrong", Hash{1}, false}} {
+		var b bytes.Buffer
+		if err := NewTensorWriter(Limits{}).WriteKnown(&b, refs, nil, tc.sum); err != nil {
+			t.Fatal(err)
+		}
+		if tc.ok && !bytes.Equal(b.Bytes(), buf.Bytes()) {
+			t.Fatalf("%s: WriteKnown wrote other bytes than Write", tc.name)
+		}
+		tr, err := NewTensorReader(&b, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Next()
+		dst := make([]float32, 3)
+		if err := tr.ReadInto(dst); err != nil {
+			t.Fatal(err)
+		}
+		err = tr.Finish()
+		if tc.ok != (err == nil) || (!tc.ok && CodeOf(err) != CodeHashMismatch) {
+			t.Fatalf("%s: Finish = %v", tc.name, err)
+		}
+	}
+}
