@@ -1,0 +1,115 @@
+// Package aggregation combines agents' updates into the next global model.
+//
+// An update is what one agent's local training changed: the flat vector
+// local − base in the model's parameter order (compute.Model's Values), with the number
+// of examples it trained on. A Strategy makes one Aggregator per round; the coordinator
+// folds each update in once it has been received whole and checked (see CheckUpdate),
+// so a truncated, non-finite or otherwise bad upload never touches the aggregate; then
+// Finish writes the new weights.
+//
+// Memory: a linear strategy's Aggregator holds one model-sized sum whatever the number
+// of updates; the coordinator stages at most a bounded number of uploads at a time.
+package aggregation
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/fedq/fedq/compute/blas"
+)
+
+// Strategy is how updates are combined. Strategies with state across rounds (server
+// momentum, adaptive moments) expose it so that it can be stored with each version.
+type Strategy interface {
+	// Name identifies the strategy, e.g. "fedavg".
+	Name() string
+	// NewRound returns an aggregator for the updates of one round of a model with size
+	// parameters.
+	NewRound(size int) Aggregator
+}
+
+// Aggregator folds a round's updates.
+type Aggregator interface {
+	// Add folds in one checked update of len(size) values, weighted by examples.
+	Add(update []float32, examples uint64) error
+	// Count is how many updates were added.
+	Count() int
+	// Examples is the sum of their example counts.
+	Examples() uint64
+	// Finish writes the next global weights into dst from the round's base weights
+	// (dst and base may be the same slice).
+	Finish(base, dst []float32) error
+}
+
+// CheckUpdate verifies that an update has the model's size and only finite values.
+func CheckUpdate(update []float32, size int) error {
+	if len(update) != size {
+		return fmt.Errorf("update has %d values, the model %d", len(update), size)
+	}
+	for i, v := range update {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("update value %d is %v: the agent's training diverged", i, v)
+		}
+	}
+	return nil
+}
+
+// ErrNoUpdates is returned by Finish when no update was added.
+var ErrNoUpdates = errors.New("aggregation: no updates to aggregate")
+
+// FedAvg is federated averaging (McMahan et al. 2017): the base plus the average of the
+// updates weighted by example count.
+type FedAvg struct{}
+
+// Name implements Strategy.
+func (FedAvg) Name() string { return "fedavg" }
+
+// NewRound implements Strategy.
+func (FedAvg) NewRound(size int) Aggregator { return &weightedSum{sum: make([]float32, size)} }
+
+// weightedSum accumulates Σ nᵢ·uᵢ and Σ nᵢ in one model-sized buffer.
+type weightedSum struct {
+	sum      []float32
+	count    int
+	examples uint64
+}
+
+func (a *weightedSum) Add(u []float32, examples uint64) error {
+	if len(u) != len(a.sum) {
+		return fmt.Errorf("aggregation: update has %d values, want %d", len(u), len(a.sum))
+	}
+	if examples == 0 {
+		return errors.New("aggregation: an update trained on no examples")
+	}
+	blas.Axpy(float32(examples), u, a.sum)
+	a.count++
+	a.examples += examples
+	return nil
+}
+
+func (a *weightedSum) Count() int       { return a.count }
+func (a *weightedSum) Examples() uint64 { return a.examples }
+
+func (a *weightedSum) Finish(base, dst []float32) error {
+	if a.count == 0 {
+		return ErrNoUpdates
+	}
+	if len(base) != len(a.sum) || len(dst) != len(a.sum) {
+		return fmt.Errorf("aggregation: base and dst must have %d values", len(a.sum))
+	}
+	if &dst[0] != &base[0] {
+		copy(dst, base)
+	}
+	blas.Axpy(float32(1/float64(a.examples)), a.sum, dst)
+	return nil
+}
+
+// New returns the strategy called name.
+func New(name string) (Strategy, error) {
+	switch name {
+	case "", "fedavg":
+		return FedAvg{}, nil
+	}
+	return nil, fmt.Errorf("unknown strategy %q (have: fedavg)", name)
+}

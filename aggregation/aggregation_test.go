@@ -1,0 +1,76 @@
+package aggregation
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestFedAvgMatchesFloat64(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const size, n = 1000, 7
+	base := make([]float32, size)
+	for i := range base {
+		base[i] = r.Float32()
+	}
+	agg := FedAvg{}.NewRound(size)
+	want := make([]float64, size)
+	var total float64
+	for range n {
+		u := make([]float32, size)
+		for i := range u {
+			u[i] = r.Float32()*2 - 1
+		}
+		ex := uint64(1 + r.IntN(600))
+		if err := CheckUpdate(u, size); err != nil {
+			t.Fatal(err)
+		}
+		if err := agg.Add(u, ex); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range u {
+			want[i] += float64(ex) * float64(v)
+		}
+		total += float64(ex)
+	}
+	dst := make([]float32, size)
+	if err := agg.Finish(base, dst); err != nil {
+		t.Fatal(err)
+	}
+	for i := range dst {
+		w := float64(base[i]) + want[i]/total
+		if math.Abs(float64(dst[i])-w) > 1e-5 {
+			t.Fatalf("dst[%d] = %v, want %v", i, dst[i], w)
+		}
+	}
+	if agg.Count() != n || float64(agg.Examples()) != total {
+		t.Fatalf("count %d examples %d", agg.Count(), agg.Examples())
+	}
+}
+
+func TestCheckUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		u    []float32
+		size int
+		ok   bool
+	}{
+		{[]float32{1, 2}, 2, true},
+		{[]float32{1}, 2, false},
+		{[]float32{1, float32(math.NaN())}, 2, false},
+		{[]float32{float32(math.Inf(-1)), 0}, 2, false},
+	} {
+		if err := CheckUpdate(tc.u, tc.size); (err == nil) != tc.ok {
+			t.Errorf("CheckUpdate(%v, %d) = %v", tc.u, tc.size, err)
+		}
+	}
+	agg := FedAvg{}.NewRound(2)
+	if err := agg.Finish(make([]float32, 2), make([]float32, 2)); err != ErrNoUpdates {
+		t.Fatalf("Finish without updates = %v", err)
+	}
+	if err := agg.Add([]float32{1, 2}, 0); err == nil {
+		t.Fatal("zero examples accepted")
+	}
+	if _, err := New("krum9"); err == nil {
+		t.Fatal("unknown strategy accepted")
+	}
+}

@@ -1,0 +1,364 @@
+package engine
+
+import (
+	"container/heap"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedq/fedq/coordinator/task"
+)
+
+func spec(t testing.TB, agents int, fraction float64) *task.Spec {
+	t.Helper()
+	s := &task.Spec{Name: "mnist", Model: json.RawMessage(`"2nn"`), Dataset: "mnist",
+		Train: task.Train{Epochs: 1, Batch: 10, LR: 0.1}, AgentsPerRound: agents, Fraction: fraction, Seed: 7,
+		Deadlines: task.Deadlines{Configure: task.Duration(5 * time.Second), Train: task.Duration(time.Minute)}}
+	if err := s.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// behaviour of a simulated agent.
+type behaviour struct {
+	decline, dropConfigure, dropTrain, straggle, badUpload float64
+}
+
+// simEvent is an event due at a time.
+type simEvent struct {
+	at  time.Time
+	seq int
+	ev  Event
+}
+
+type eventQueue []simEvent
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if !q[i].at.Equal(q[j].at) {
+		return q[i].at.Before(q[j].at)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(simEvent)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
+}
+
+// sim is a driver with simulated agents, a durable store and optional crashes.
+type sim struct {
+	t        *testing.T
+	rng      *rand.Rand
+	now      time.Time
+	eng      *Engine
+	spec     *task.Spec
+	beh      behaviour
+	online   map[string]bool
+	q        eventQueue
+	seq      int
+	actions  int
+	crashAt  map[int]bool // crash after these action counts
+	crashes  int
+	durable  TaskState
+	versions []Version // versions[i].Number == i
+	commits  map[uint64]int
+	failures int
+}
+
+func newSim(t *testing.T, n int, s *task.Spec, beh behaviour, seed uint64) *sim {
+	sm := &sim{t: t, rng: rand.New(rand.NewPCG(seed, 99)), now: time.Unix(1e9, 0), spec: s, beh: beh, online: map[string]bool{},
+		crashAt: map[int]bool{}, commits: map[uint64]int{}}
+	sm.versions = []Version{{Number: 0, Hash: [32]byte{1}}}
+	sm.durable = TaskState{Spec: s, Status: Idle, Round: 1, Base: sm.versions[0]}
+	for i := range n {
+		sm.online[fmt.Sprintf("agent-%05d", i)] = true
+	}
+	sm.boot()
+	return sm
+}
+
+// boot builds a fresh engine from the durable state and the online agents, as a
+// restarted coordinator does.
+func (sm *sim) boot() {
+	sm.eng = New()
+	sm.apply(Tick{Now: sm.now})
+	sm.apply(TaskAdded{State: sm.durable})
+	ids := make([]string, 0, len(sm.online))
+	for id := range sm.online {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		sm.apply(AgentUp{ID: id, Datasets: []string{"mnist"}})
+	}
+}
+
+func (sm *sim) later(d time.Duration, ev Event) {
+	sm.seq++
+	heap.Push(&sm.q, simEvent{at: sm.now.Add(d), seq: sm.seq, ev: ev})
+}
+
+func (sm *sim) apply(ev Event) {
+	for _, a := range sm.eng.Step(ev) {
+		sm.do(a)
+		sm.actions++
+		if sm.crashAt[sm.actions] {
+			sm.crashes++
+			sm.boot() // everything in memory is lost; pending agent events stay in flight
+			return
+		}
+	}
+}
+
+func (sm *sim) jitter(max time.Duration) time.Duration {
+	return time.Duration(sm.rng.Int64N(int64(max)))
+}
+
+func (sm *sim) do(a Action) {
+	switch a := a.(type) {
+	case StartRound:
+		if a.Round != sm.durable.Round || a.Base != sm.durable.Base {
+			sm.t.Fatalf("round %d from %v started, durable state is round %d at %v", a.Round, a.Base, sm.durable.Round, sm.durable.Base)
+		}
+		if a.Attempt <= sm.durable.Attempt {
+			sm.t.Fatalf("attempt %d reused (durable %d)", a.Attempt, sm.durable.Attempt)
+		}
+		sm.durable.Attempt = a.Attempt
+	case SendOffer:
+		switch r := sm.rng.Float64(); {
+		case r < sm.beh.decline:
+			sm.later(sm.jitter(time.Second), Declined{Agent: a.Agent, TaskID: a.TaskID, Reason: "busy"})
+		case r < sm.beh.decline+sm.beh.dropConfigure:
+			sm.later(sm.jitter(time.Second), agentGone{a.Agent})
+		default:
+			sm.later(sm.jitter(time.Second), Accepted{Agent: a.Agent, TaskID: a.TaskID})
+			switch r2 := sm.rng.Float64(); {
+			case r2 < sm.beh.dropTrain:
+				sm.later(time.Second+sm.jitter(20*time.Second), agentGone{a.Agent})
+			case r2 < sm.beh.dropTrain+sm.beh.straggle:
+				// never delivers
+			default:
+				sm.later(time.Second+sm.jitter(30*time.Second), upload{agent: a.Agent, taskID: a.TaskID, round: a.Round, base: a.Base,
+					bad: sm.rng.Float64() < sm.beh.badUpload})
+			}
+		}
+	case CommitRound:
+		if a.Updates < sm.spec.MinUpdates(1) || a.Base != sm.durable.Base || a.Round != sm.durable.Round {
+			sm.t.Fatalf("bad commit %+v (durable %+v)", a, sm.durable)
+		}
+		v := Version{Number: uint64(len(sm.versions)), Hash: [32]byte{byte(len(sm.versions)), 2}}
+		sm.versions = append(sm.versions, v)
+		sm.commits[a.Round]++
+		sm.durable.Base, sm.durable.Round, sm.durable.Attempt = v, a.Round+1, 0
+		sm.durable.RoundsLeft--
+		if sm.durable.RoundsLeft == 0 {
+			sm.durable.Status = Done
+		}
+		sm.later(10*time.Millisecond, Committed{TaskID: a.TaskID, Version: v})
+	case FailRound:
+		sm.failures++
+	}
+}
+
+// Driver-side pseudo-events.
+type agentGone struct{ id string }
+type upload struct {
+	agent, taskID string
+	round         uint64
+	base          Version
+	bad           bool
+}
+
+func (agentGone) event() {}
+func (upload) event()    {}
+
+// run processes events until the task is done or the clock passes limit.
+func (sm *sim) run(limit time.Duration) {
+	end := sm.now.Add(limit)
+	sm.later(0, Tick{})
+	for sm.durable.Status != Done && sm.now.Before(end) {
+		if sm.q.Len() == 0 || sm.q[0].at.After(sm.now.Add(100*time.Millisecond)) {
+			sm.now = sm.now.Add(100 * time.Millisecond)
+			sm.apply(Tick{Now: sm.now})
+			continue
+		}
+		se := heap.Pop(&sm.q).(simEvent)
+		if se.at.After(sm.now) {
+			sm.now = se.at
+		}
+		switch ev := se.ev.(type) {
+		case agentGone:
+			if sm.online[ev.id] {
+				delete(sm.online, ev.id)
+				sm.apply(AgentDown{ID: ev.id})
+				// It comes back a little later, as reconnecting agents do.
+				sm.later(5*time.Second, agentBack{ev.id})
+			}
+		case agentBack:
+			sm.online[ev.id] = true
+			sm.apply(AgentUp{ID: ev.id, Datasets: []string{"mnist"}})
+		case upload:
+			if !sm.online[ev.agent] {
+				continue
+			}
+			if err := sm.eng.Admit(ev.agent, ev.taskID, ev.round, ev.base); err != nil {
+				continue // refused: an old attempt, a closed round, a duplicate
+			}
+			if ev.bad {
+				sm.apply(UpdateFailed{Agent: ev.agent, TaskID: ev.taskID})
+			} else {
+				sm.apply(UpdateReceived{Agent: ev.agent, TaskID: ev.taskID, Examples: 600, Loss: 0.5})
+			}
+		case Tick:
+			sm.apply(Tick{Now: sm.now})
+		default:
+			sm.apply(ev)
+		}
+	}
+}
+
+type agentBack struct{ id string }
+
+func (agentBack) event() {}
+
+// check verifies the durable invariants: contiguous versions, each round committed once.
+func (sm *sim) check(rounds int) {
+	sm.t.Helper()
+	if sm.durable.Status != Done {
+		sm.t.Fatalf("task not done: %+v after %d actions, %d failures", sm.durable, sm.actions, sm.failures)
+	}
+	if len(sm.versions) != rounds+1 {
+		sm.t.Fatalf("%d versions for %d rounds", len(sm.versions), rounds)
+	}
+	for i, v := range sm.versions {
+		if v.Number != uint64(i) {
+			sm.t.Fatalf("version %d numbered %d", i, v.Number)
+		}
+	}
+	for r := uint64(1); r <= uint64(rounds); r++ {
+		if sm.commits[r] != 1 {
+			sm.t.Fatalf("round %d committed %d times", r, sm.commits[r])
+		}
+	}
+}
+
+func TestRoundsHappyPath(t *testing.T) {
+	sm := newSim(t, 100, spec(t, 10, 0), behaviour{}, 1)
+	sm.durable.Status, sm.durable.RoundsLeft = Running, 20
+	sm.apply(RoundsRequested{Task: "mnist", N: 20})
+	sm.run(time.Hour)
+	sm.check(20)
+	if sm.failures != 0 {
+		t.Fatalf("%d failed rounds with perfect agents", sm.failures)
+	}
+}
+
+func TestTenThousandAgentsThirtyPercentDropout(t *testing.T) {
+	for _, beh := range []behaviour{
+		{dropConfigure: 0.3},
+		{dropTrain: 0.3},
+		{decline: 0.1, dropConfigure: 0.1, dropTrain: 0.1, straggle: 0.1, badUpload: 0.05},
+	} {
+		t.Run(fmt.Sprintf("%+v", beh), func(t *testing.T) {
+			sm := newSim(t, 10000, spec(t, 0, 0.01), beh, 2)
+			sm.durable.Status, sm.durable.RoundsLeft = Running, 10
+			sm.apply(RoundsRequested{Task: "mnist", N: 10})
+			sm.run(24 * time.Hour)
+			sm.check(10)
+		})
+	}
+}
+
+// TestCrashAfterEveryAction replays a federation many times, crashing the engine after
+// the k-th action for every k up to the run's length: the durable state must always end
+// with the requested rounds committed once each and contiguous versions.
+func TestCrashAfterEveryAction(t *testing.T) {
+	base := newSim(t, 30, spec(t, 5, 0), behaviour{dropTrain: 0.2, straggle: 0.1}, 3)
+	base.durable.Status, base.durable.RoundsLeft = Running, 5
+	base.apply(RoundsRequested{Task: "mnist", N: 5})
+	base.run(24 * time.Hour)
+	base.check(5)
+	total := base.actions
+	if total < 50 {
+		t.Fatalf("only %d actions: the scenario is too small to test much", total)
+	}
+	for k := 1; k <= total; k++ {
+		sm := newSim(t, 30, spec(t, 5, 0), behaviour{dropTrain: 0.2, straggle: 0.1}, 3)
+		sm.crashAt[k] = true
+		sm.durable.Status, sm.durable.RoundsLeft = Running, 5
+		sm.apply(RoundsRequested{Task: "mnist", N: 5})
+		sm.run(24 * time.Hour)
+		sm.check(5)
+		if sm.crashes != 1 {
+			t.Fatalf("crash at action %d did not happen", k)
+		}
+	}
+}
+
+func TestBelowQuorumRoundFailsAndVersionStays(t *testing.T) {
+	s := spec(t, 10, 0)
+	s.Quorum = 8
+	sm := newSim(t, 12, s, behaviour{straggle: 0.6}, 4)
+	sm.durable.Status, sm.durable.RoundsLeft = Running, 1
+	sm.apply(RoundsRequested{Task: "mnist", N: 1})
+	sm.run(10 * time.Minute)
+	if sm.failures == 0 {
+		t.Fatal("no round failed though most agents straggle")
+	}
+	if len(sm.versions) > 2 {
+		t.Fatalf("versions moved too far: %d", len(sm.versions))
+	}
+}
+
+func TestAdmitRefusals(t *testing.T) {
+	e := New()
+	e.Step(Tick{Now: time.Unix(1e9, 0)})
+	s := spec(t, 2, 0)
+	base := Version{Number: 3, Hash: [32]byte{3}}
+	e.Step(TaskAdded{State: TaskState{Spec: s, Status: Idle, Round: 4, Base: base}})
+	for _, id := range []string{"a", "b", "c"} {
+		e.Step(AgentUp{ID: id, Datasets: []string{"mnist"}})
+	}
+	acts := e.Step(RoundsRequested{Task: "mnist", N: 1})
+	var sr StartRound
+	for _, a := range acts {
+		if a, ok := a.(StartRound); ok {
+			sr = a
+		}
+	}
+	if sr.TaskID == "" || len(sr.Selected) != 3 {
+		t.Fatalf("no round started: %+v", acts)
+	}
+	in, out := sr.Selected[0], "zz"
+	cases := []struct {
+		agent, taskID string
+		round         uint64
+		base          Version
+		want          string
+	}{
+		{in, "mnist.r3.a1", 3, base, "not running"},
+		{in, sr.TaskID, 3, base, "round 3"},
+		{in, sr.TaskID, 4, Version{Number: 2}, "trained from version 2"},
+		{out, sr.TaskID, 4, base, "not selected"},
+	}
+	for _, c := range cases {
+		if err := e.Admit(c.agent, c.taskID, c.round, c.base); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Admit(%+v) = %v, want %q", c, err, c.want)
+		}
+	}
+	if err := e.Admit(in, sr.TaskID, 4, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Admit(in, sr.TaskID, 4, base); err == nil || !strings.Contains(err.Error(), "already sent") {
+		t.Fatalf("duplicate admitted: %v", err)
+	}
+}

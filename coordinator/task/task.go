@@ -1,0 +1,278 @@
+// Package task defines a training task: what model to train on which agents' data, how,
+// for how many rounds, with which selection, quorum and deadlines. Tasks are JSON files
+// (`fedq task submit FILE`); every field is checked and a bad one is refused with its
+// path and the reason.
+package task
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/fedq/fedq/aggregation"
+	"github.com/fedq/fedq/compute"
+)
+
+// Spec is a task as submitted.
+type Spec struct {
+	// Name identifies the task: 1–64 letters, digits, '.', '-', '_'.
+	Name string `json:"name"`
+	// Model is a builtin model name ("2nn", "cnn") or a model spec object (see compute.Spec).
+	Model json.RawMessage `json:"model"`
+	// Dataset names the dataset agents train on (agents announce theirs by name).
+	Dataset string `json:"dataset"`
+	// Train configures each agent's local training.
+	Train Train `json:"train"`
+	// Strategy combines the updates (default fedavg).
+	Strategy Strategy `json:"strategy,omitzero"`
+	// Rounds is how many rounds `fedq round start` runs when not told otherwise.
+	Rounds int `json:"rounds,omitempty"`
+	// AgentsPerRound is how many updates a round aims for. Fraction, instead, asks for a
+	// share of the eligible agents online when the round starts (McMahan's C); one of the
+	// two is required.
+	AgentsPerRound int     `json:"agents_per_round,omitempty"`
+	Fraction       float64 `json:"fraction,omitempty"`
+	// OverSelect selects this many times the aim, to absorb stragglers (default 1.3).
+	OverSelect float64 `json:"over_select,omitempty"`
+	// Quorum is the fewest updates a round may commit with (default: half the aim,
+	// rounded up); below it the round fails and the model does not move.
+	Quorum int `json:"quorum,omitempty"`
+	// Deadlines bound each phase.
+	Deadlines Deadlines `json:"deadlines,omitzero"`
+	// Seed makes the initial model and agent selection reproducible.
+	Seed uint64 `json:"seed,omitempty"`
+}
+
+// Train is local training's configuration.
+type Train struct {
+	Epochs      int     `json:"epochs,omitempty"`
+	LocalSteps  int     `json:"local_steps,omitempty"`
+	Batch       int     `json:"batch"`
+	LR          float64 `json:"lr"`
+	Optimizer   string  `json:"optimizer,omitempty"` // sgd (default) or adam
+	Momentum    float64 `json:"momentum,omitempty"`
+	WeightDecay float64 `json:"weight_decay,omitempty"`
+}
+
+// Strategy names an aggregation strategy and its parameters.
+type Strategy struct {
+	Name   string             `json:"name,omitempty"`
+	Params map[string]float64 `json:"params,omitempty"`
+}
+
+// Deadlines bound the phases of a round.
+type Deadlines struct {
+	// Configure bounds the wait for agents to accept their offers (default 10 s).
+	Configure Duration `json:"configure,omitzero"`
+	// Train bounds the wait for updates, from the offers (default 10 min).
+	Train Duration `json:"train,omitzero"`
+}
+
+// Duration is a time.Duration written as text ("90s", "5m") in JSON.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults.
+const (
+	DefaultOverSelect = 1.3
+	DefaultConfigure  = 10 * time.Second
+	DefaultTrain      = 10 * time.Minute
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// FieldError says which field of a spec is wrong and why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("task spec: %s: %s", e.Field, e.Reason) }
+
+func bad(field, format string, a ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)}
+}
+
+// Parse decodes a JSON spec strictly (unknown fields are errors), fills defaults and
+// validates it.
+func Parse(data []byte) (*Spec, error) {
+	var s Spec
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		var se *json.SyntaxError
+		var ue *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return nil, fmt.Errorf("task spec: invalid JSON at byte %d: %v", se.Offset, err)
+		case errors.As(err, &ue):
+			return nil, bad(ue.Field, "want %s, got JSON %s", ue.Type, ue.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			return nil, fmt.Errorf("task spec: %s (see `fedq help task`)", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return nil, fmt.Errorf("task spec: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("task spec: trailing data after the JSON object")
+	}
+	if err := s.Normalize(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Load reads and parses a spec file; errors name the file.
+func Load(path string) (*Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Normalize fills defaults and checks every field.
+func (s *Spec) Normalize() error {
+	if !nameRE.MatchString(s.Name) {
+		return bad("name", "%q: use 1 to 64 letters, digits, '.', '-' or '_', starting with a letter or digit", s.Name)
+	}
+	if _, err := s.ModelSpec(); err != nil {
+		return err
+	}
+	if s.Dataset == "" {
+		return bad("dataset", "required: the name agents give their data (fedq agent run --data NAME=...)")
+	}
+	t := &s.Train
+	switch {
+	case t.Epochs < 0 || t.LocalSteps < 0:
+		return bad("train.epochs", "must not be negative")
+	case t.Epochs == 0 && t.LocalSteps == 0:
+		return bad("train.epochs", "set epochs (or local_steps) to at least 1")
+	case t.Batch < 1:
+		return bad("train.batch", "must be at least 1, got %d", t.Batch)
+	case !(t.LR > 0) || math.IsInf(t.LR, 0):
+		return bad("train.lr", "must be positive, got %v", t.LR)
+	case t.Momentum < 0 || t.Momentum >= 1:
+		return bad("train.momentum", "must be in [0, 1), got %v", t.Momentum)
+	case t.WeightDecay < 0:
+		return bad("train.weight_decay", "must not be negative, got %v", t.WeightDecay)
+	}
+	switch t.Optimizer {
+	case "":
+		t.Optimizer = "sgd"
+	case "sgd", "adam":
+	default:
+		return bad("train.optimizer", "%q: want sgd or adam", t.Optimizer)
+	}
+	if _, err := aggregation.New(s.Strategy.Name); err != nil {
+		return bad("strategy.name", "%v", err)
+	}
+	if s.Strategy.Name == "" {
+		s.Strategy.Name = "fedavg"
+	}
+	if s.Rounds < 0 {
+		return bad("rounds", "must not be negative")
+	}
+	switch {
+	case s.AgentsPerRound < 0:
+		return bad("agents_per_round", "must not be negative")
+	case s.Fraction < 0 || s.Fraction > 1:
+		return bad("fraction", "must be in (0, 1], got %v", s.Fraction)
+	case s.AgentsPerRound == 0 && s.Fraction == 0:
+		return bad("agents_per_round", "set agents_per_round, or fraction (the share of eligible agents per round)")
+	case s.AgentsPerRound > 0 && s.Fraction > 0:
+		return bad("fraction", "give agents_per_round or fraction, not both")
+	}
+	if s.OverSelect == 0 {
+		s.OverSelect = DefaultOverSelect
+	}
+	if s.OverSelect < 1 || s.OverSelect > 10 {
+		return bad("over_select", "must be in [1, 10], got %v", s.OverSelect)
+	}
+	if s.Quorum < 0 {
+		return bad("quorum", "must not be negative")
+	}
+	if s.AgentsPerRound > 0 && s.Quorum > s.AgentsPerRound {
+		return bad("quorum", "%d is more than agents_per_round %d", s.Quorum, s.AgentsPerRound)
+	}
+	if s.Deadlines.Configure == 0 {
+		s.Deadlines.Configure = Duration(DefaultConfigure)
+	}
+	if s.Deadlines.Train == 0 {
+		s.Deadlines.Train = Duration(DefaultTrain)
+	}
+	if s.Deadlines.Configure < 0 || s.Deadlines.Train < 0 {
+		return bad("deadlines", "must be positive")
+	}
+	if s.Deadlines.Train < s.Deadlines.Configure {
+		return bad("deadlines.train", "must be at least deadlines.configure")
+	}
+	return nil
+}
+
+// ModelSpec resolves the model field.
+func (s *Spec) ModelSpec() (compute.Spec, error) {
+	m := bytes.TrimSpace(s.Model)
+	if len(m) == 0 {
+		return compute.Spec{}, bad("model", "required: a builtin (%s) or a model spec object", strings.Join(compute.BuiltinNames(), ", "))
+	}
+	if m[0] == '"' {
+		var name string
+		if err := json.Unmarshal(m, &name); err != nil {
+			return compute.Spec{}, bad("model", "%v", err)
+		}
+		if sp, ok := compute.BuiltinSpec(name); ok {
+			return sp, nil
+		}
+		return compute.Spec{}, bad("model", "%q is not a builtin (%s); give a model spec object instead", name, strings.Join(compute.BuiltinNames(), ", "))
+	}
+	sp, err := compute.ParseSpec(m)
+	if err != nil {
+		return compute.Spec{}, bad("model", "%v", err)
+	}
+	return sp, nil
+}
+
+// Aim returns how many updates a round aims for and how many agents it selects, given
+// the number of eligible agents online.
+func (s *Spec) Aim(eligible int) (aim, selected int) {
+	aim = s.AgentsPerRound
+	if aim == 0 {
+		aim = max(1, int(math.Round(s.Fraction*float64(eligible))))
+	}
+	selected = min(eligible, int(math.Ceil(s.OverSelect*float64(aim))))
+	return aim, selected
+}
+
+// MinUpdates is the quorum for a round aiming at aim updates.
+func (s *Spec) MinUpdates(aim int) int {
+	if s.Quorum > 0 {
+		return min(s.Quorum, aim)
+	}
+	return max(1, (aim+1)/2)
+}
