@@ -11,6 +11,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/fedq/fedq/compute/dataset"
 	"github.com/fedq/fedq/protocol"
 	"github.com/fedq/fedq/protocol/transport"
 )
@@ -78,6 +79,10 @@ type Config struct {
 	// Transport, when set, is the QUIC transport (UDP socket) to dial from, shared with
 	// other users; by default the daemon opens its own.
 	Transport *quic.Transport
+	// Data are the local datasets tasks may name, by name.
+	Data map[string]*dataset.Dataset
+	// Threads is the compute threads of local training (default 1).
+	Threads int
 }
 
 // Daemon keeps an agent connected to its coordinator.
@@ -89,6 +94,9 @@ type Daemon struct {
 	mu      sync.Mutex
 	session string
 	conn    *quic.Conn // the connection of the current session, or nil
+
+	cache modelCache
+	tasks tasks
 }
 
 // New returns a daemon for an enrolled identity.
@@ -308,7 +316,8 @@ func (d *Daemon) serve(ctx context.Context, conn *quic.Conn, st *quic.Stream, w 
 				return
 			case <-t.C:
 				seq++
-				if err := send(&protocol.Heartbeat{Seq: seq, SentAtMs: time.Now().UnixMilli()}); err != nil {
+				n := d.tasks.count()
+				if err := send(&protocol.Heartbeat{Seq: seq, SentAtMs: time.Now().UnixMilli(), Busy: n > 0, ActiveTasks: uint32(n)}); err != nil {
 					_ = conn.CloseWithError(0, "")
 					return
 				}
@@ -344,10 +353,11 @@ func (d *Daemon) serve(ctx context.Context, conn *quic.Conn, st *quic.Stream, w 
 		case *protocol.Error:
 			return 0, m
 		case *protocol.TaskOffer:
-			if err := send(&protocol.TaskDecline{TaskID: m.TaskID, Round: m.Round, Code: protocol.CodeUnavailable,
-				Reason: "this agent build does not run tasks"}); err != nil {
+			if err := d.offer(sctx, m, send); err != nil {
 				return 0, sessionErr(conn, err)
 			}
+		case *protocol.TaskCancel:
+			d.tasks.cancel(m.TaskID)
 		default:
 			d.log.Debug("ignored message", "type", m.Type())
 		}

@@ -11,12 +11,14 @@
 //	agent.key   the agent's private key (ECDSA P-256), generated here, mode 0600
 //	agent.crt   its certificate, issued by the coordinator's CA at enrollment
 //	ca.crt      the coordinator's CA certificate (checked against the token's pin)
+//	signing.pub the coordinator's model-signing key: models are verified against it
 //	agent.json  the coordinator's address and the agent's ID
 package agent
 
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -39,8 +41,9 @@ import (
 const (
 	KeyFile   = "agent.key"
 	CertFile  = "agent.crt"
-	CAFile    = "ca.crt"
-	StateFile = "agent.json"
+	CAFile         = "ca.crt"
+	SigningKeyFile = "signing.pub"
+	StateFile      = "agent.json"
 )
 
 // State is agent.json.
@@ -59,6 +62,8 @@ type Identity struct {
 	State State
 	CA    *x509.Certificate
 	Cert  tls.Certificate
+	// SigningKey verifies model versions.
+	SigningKey ed25519.PublicKey
 }
 
 // Load reads an enrolled agent's directory.
@@ -79,6 +84,14 @@ func Load(dir string) (*Identity, error) {
 	}
 	if id.Cert, err = tls.LoadX509KeyPair(filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)); err != nil {
 		return nil, fmt.Errorf("load agent certificate from %s: %w", dir, err)
+	}
+	pub, err := keyfile.ReadPublicKey(filepath.Join(dir, SigningKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if id.SigningKey, ok = pub.(ed25519.PublicKey); !ok {
+		return nil, fmt.Errorf("%s: not an Ed25519 key", filepath.Join(dir, SigningKeyFile))
 	}
 	return id, nil
 }
@@ -181,6 +194,13 @@ func Enroll(ctx context.Context, dir, token string, opt EnrollOptions) (*Identit
 	if err != nil {
 		return nil, err
 	}
+	if len(resp.SigningKey) != ed25519.PublicKeySize {
+		return nil, errors.New("enroll: the coordinator sent no model-signing key")
+	}
+	signPEM, err := keyfile.PublicKeyPEM(ed25519.PublicKey(resp.SigningKey))
+	if err != nil {
+		return nil, err
+	}
 	st := State{Addr: addr, ID: cert.Subject.CommonName, EnrolledAt: cert.NotBefore.UTC()}
 	stJSON, _ := json.MarshalIndent(st, "", "  ")
 	for _, f := range []struct {
@@ -191,6 +211,7 @@ func Enroll(ctx context.Context, dir, token string, opt EnrollOptions) (*Identit
 		{KeyFile, keyPEM, 0o600},
 		{CertFile, keyfile.CertPEM(cert.Raw), 0o644},
 		{CAFile, keyfile.CertPEM(caCert.Raw), 0o644},
+		{SigningKeyFile, signPEM, 0o644},
 		{StateFile, append(stJSON, '\n'), 0o644},
 	} {
 		if err := keyfile.Write(filepath.Join(dir, f.name), f.data, f.mode); err != nil {

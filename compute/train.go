@@ -14,6 +14,9 @@ type TrainConfig struct {
 	Batch  int
 	// Seed orders the batches (epoch e's order depends only on Seed and e).
 	Seed uint64
+	// MaxSteps, when positive, stops training after that many mini-batches, whatever
+	// the epochs (federated "local steps").
+	MaxSteps int
 	// Progress, when not nil, is called after every batch with the running figures.
 	Progress func(TrainProgress)
 }
@@ -61,6 +64,9 @@ func Train(ctx context.Context, m *Model[float32], opt Optimizer[float32], d *da
 		var lossSum float64
 		var correct, seen, labelled int
 		for s := 0; ; s++ {
+			if cfg.MaxSteps > 0 && res.Steps >= cfg.MaxSteps {
+				break
+			}
 			n, ok := b.Next(x, y)
 			if !ok {
 				break
@@ -85,8 +91,13 @@ func Train(ctx context.Context, m *Model[float32], opt Optimizer[float32], d *da
 					Loss: lossSum / float64(seen), Elapsed: el, SamplesPerSecond: float64(res.Samples) / el.Seconds()})
 			}
 		}
-		res.Loss = lossSum / float64(max(seen, 1))
-		res.Accuracy = float64(correct) / float64(max(labelled, 1))
+		if seen > 0 {
+			res.Loss = lossSum / float64(seen)
+			res.Accuracy = float64(correct) / float64(max(labelled, 1))
+		}
+		if cfg.MaxSteps > 0 && res.Steps >= cfg.MaxSteps {
+			break
+		}
 	}
 	res.Elapsed = time.Since(start)
 	res.SamplesPerSecond = float64(res.Samples) / res.Elapsed.Seconds()

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -43,6 +44,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for tokens and certificates (default time.Now).
 	Now func() time.Time
+	// Evaluate, when set, scores every new version before it is committed.
+	Evaluate Evaluator
+	// StagingBuffers is how many uploads of a task are received at once (default 1):
+	// each holds one model-sized buffer until it is checked and folded in.
+	StagingBuffers int
 }
 
 // Server is a running coordinator endpoint.
@@ -61,6 +67,8 @@ type Server struct {
 	closed   atomic.Bool
 	models   atomic.Pointer[ModelSource]
 	started  time.Time
+	blobs    *store.Blobs
+	rounds   *rounds
 }
 
 // session is a connected agent.
@@ -76,6 +84,35 @@ type session struct {
 	ctrl      *quic.Stream
 	ctrlW     *protocol.Writer
 	closeOnce sync.Once
+	out       chan protocol.Message // frames queued by the round engine's driver
+}
+
+// sessionQueue bounds the frames queued for one agent; an agent that lets it fill up
+// is too slow to take part and its session is closed.
+const sessionQueue = 256
+
+// queue hands a frame to the session's writer without waiting.
+func (s *session) queue(m protocol.Message) {
+	select {
+	case s.out <- m:
+	default:
+		s.close(protocol.NewError(protocol.CodeBusy, "agent too slow: %d frames queued", sessionQueue))
+	}
+}
+
+// writeQueued sends queued frames until the session ends.
+func (s *session) writeQueued() {
+	for {
+		select {
+		case m := <-s.out:
+			if err := s.send(m); err != nil {
+				s.close(err)
+				return
+			}
+		case <-s.conn.Context().Done():
+			return
+		}
+	}
 }
 
 // send writes one frame on the session's control stream.
@@ -112,6 +149,10 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, ca: auth, store: st, log: cfg.Logger, sessions: map[string]*session{}, started: cfg.Now()}
+	if err := s.restore(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	pc := cfg.PacketConn
 	if pc == nil {
 		addr := cfg.Listen
@@ -146,6 +187,39 @@ func Listen(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// restore checks the store against its blobs and reloads the tasks, so that an
+// interrupted round is tried again from the last committed version.
+func (s *Server) restore() error {
+	blobs, err := store.OpenBlobs(filepath.Join(s.cfg.Dir, "blobs"))
+	if err != nil {
+		return err
+	}
+	s.blobs = blobs
+	rep, err := s.store.Check(blobs)
+	if err != nil {
+		return fmt.Errorf("the store is damaged (%w); restore the coordinator directory from a backup", err)
+	}
+	if rep.OrphansRemoved > 0 {
+		s.log.Warn("removed weights no version names (an interrupted commit)", "files", rep.OrphansRemoved)
+	}
+	s.rounds = newRounds(s)
+	recs, err := s.store.Tasks()
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if err := s.rounds.load(rec); err != nil {
+			return err
+		}
+	}
+	var src ModelSource = s.rounds
+	s.models.Store(&src)
+	if len(recs) > 0 {
+		s.log.Info("tasks restored", "tasks", len(recs), "versions", rep.Versions)
+	}
+	return nil
+}
+
 // Addr is the address the coordinator listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
@@ -169,6 +243,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("coordinator listening", "addr", s.Addr().String(), "ca", s.ca.CAHash().String()[:16])
 	stop := context.AfterFunc(ctx, func() { _ = s.ln.Close() })
 	defer stop()
+	rctx, stopRounds := context.WithCancel(context.Background())
+	roundsDone := make(chan struct{})
+	go func() { s.rounds.run(rctx); close(roundsDone) }()
+	defer func() { stopRounds(); <-roundsDone }()
 	var serveErr error
 	for {
 		conn, err := s.ln.Accept(ctx)
@@ -184,12 +262,15 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.handle(ctx, conn)
 		}()
 	}
-	s.shutdown()
+	s.endSessions()
+	stopRounds()
+	<-roundsDone
+	s.release()
 	return serveErr
 }
 
-// shutdown ends every session politely and releases everything.
-func (s *Server) shutdown() {
+// endSessions ends every session politely and waits for the connections.
+func (s *Server) endSessions() {
 	s.closed.Store(true)
 	s.mu.Lock()
 	sessions := make([]*session, 0, len(s.sessions))
@@ -206,11 +287,25 @@ func (s *Server) shutdown() {
 	}
 	wg.Wait()
 	s.conns.Wait()
+}
+
+// release closes the socket and the state.
+func (s *Server) release() {
 	s.closeSocket()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close state", "err", err)
 	}
 	s.log.Info("coordinator stopped")
+}
+
+// sendTo queues a frame for an agent's session, if it has one.
+func (s *Server) sendTo(agent string, m protocol.Message) {
+	s.mu.Lock()
+	ss := s.sessions[agent]
+	s.mu.Unlock()
+	if ss != nil {
+		ss.queue(m)
+	}
 }
 
 // handle serves one connection according to its client certificate.
@@ -317,7 +412,8 @@ func (s *Server) enroll(req *protocol.EnrollRequest) (*protocol.EnrollResponse, 
 	}
 	// A new certificate supersedes the old one: end a session that still uses it.
 	s.dropSession(rec.Name, protocol.NewError(protocol.CodeRevoked, "agent re-enrolled with a new certificate"))
-	return &protocol.EnrollResponse{Certificate: cert.Raw, CACertificate: s.ca.CACert.Raw, AgentID: rec.Name}, nil
+	return &protocol.EnrollResponse{Certificate: cert.Raw, CACertificate: s.ca.CACert.Raw, AgentID: rec.Name,
+		SigningKey: s.ca.SigningKey.Public().(ed25519.PublicKey)}, nil
 }
 
 // checkAgent decides whether an agent certificate may open a session.
@@ -362,7 +458,7 @@ func (s *Server) serveAgent(ctx context.Context, conn *quic.Conn, peer transport
 	}
 	now := s.cfg.Now()
 	ss := &session{agent: peer.ID, id: newSessionID(), conn: conn, remote: conn.RemoteAddr().String(), since: now,
-		hello: hello, ctrl: st, ctrlW: protocol.NewWriter(st, 0)}
+		hello: hello, ctrl: st, ctrlW: protocol.NewWriter(st, 0), out: make(chan protocol.Message, sessionQueue)}
 	ss.lastSeen.Store(now.UnixNano())
 	if !s.addSession(ss) {
 		rejectAndClose(conn, st, protocol.NewError(protocol.CodeShuttingDown, "coordinator shutting down"))
@@ -379,6 +475,9 @@ func (s *Server) serveAgent(ctx context.Context, conn *quic.Conn, peer transport
 		log.Error("record session", "err", err)
 	}
 	log.Info("agent connected", "session", ss.id, "datasets", len(hello.Capabilities.Datasets), "version", hello.SoftwareVersion)
+	go ss.writeQueued()
+	s.rounds.agentUp(peer.ID, ss.id, hello.Capabilities)
+	defer s.rounds.agentDown(peer.ID, ss.id)
 	go s.acceptStreams(ctx, ss, log)
 	err = s.control(ss, rd)
 	ss.close(err)
@@ -419,7 +518,7 @@ func (s *Server) control(ss *session, rd *protocol.Reader) error {
 		case *protocol.Error:
 			return m
 		default:
-			// Task replies arrive here once rounds exist; until then they are ignored.
+			s.rounds.control(ss.agent, m)
 		}
 	}
 }
@@ -451,7 +550,12 @@ func (s *Server) acceptStreams(ctx context.Context, ss *session, log *slog.Logge
 					transport.Reject(st, err)
 				}
 			case *protocol.UpdateHeader:
-				transport.Reject(st, protocol.NewError(protocol.CodeNotFound, "no round is running"))
+				if err := s.rounds.receive(ctx, ss.agent, st, m); err != nil {
+					log.Warn("update refused", "task", m.TaskID, "err", err)
+					transport.Reject(st, err)
+					return
+				}
+				_ = st.Close()
 			default:
 				log.Warn("unexpected stream", "first", m.Type())
 				transport.Reject(st, protocol.NewError(protocol.CodeProtocol, "a stream may not begin with %s", m.Type()))

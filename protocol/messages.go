@@ -190,6 +190,9 @@ type EnrollResponse struct {
 	// AgentID is the ID the agent is registered under (its certificate's
 	// subject).
 	AgentID string `cbor:"3,keyasint,omitempty"`
+	// SigningKey is the coordinator's Ed25519 public key (32 bytes) that signs
+	// model versions; the agent verifies every model it trains on against it.
+	SigningKey []byte `cbor:"4,keyasint,omitempty"`
 }
 
 // Type implements [Message].
@@ -201,6 +204,7 @@ func (m *EnrollResponse) Validate() error {
 		checkRequired("EnrollResponse.Certificate", m.Certificate, MaxCertLen),
 		checkRequired("EnrollResponse.CACertificate", m.CACertificate, MaxCertLen),
 		checkRequired("EnrollResponse.AgentID", m.AgentID, MaxIDLen),
+		checkLen("EnrollResponse.SigningKey", m.SigningKey, MaxSignatureLen),
 	)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/compute/dataset"
 	"github.com/fedq/fedq/coordinator"
 	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/protocol"
@@ -170,16 +171,22 @@ func runAgent(c *cli.Context) error {
 		return err
 	}
 	var data []*agent.LocalData
+	byName := map[string]*dataset.Dataset{}
 	for _, f := range c.StringSlice("data") {
 		ld, err := agent.ParseDataFlag(f)
 		if err != nil {
 			return usageError("%v", err)
 		}
+		if byName[ld.Name] != nil {
+			return usageError("--data %s: the name %q is given twice", f, ld.Name)
+		}
 		data = append(data, ld)
+		byName[ld.Name] = ld.Data
 	}
 	caps := protocol.Capabilities{Datasets: agent.Describe(data), Backend: "cpu", Device: runtime.GOARCH + " CPU",
 		Threads: uint32(c.Int("threads"))}
-	d, err := agent.New(agent.Config{Identity: id, Addr: c.String("addr"), Capabilities: caps, SoftwareVersion: version})
+	d, err := agent.New(agent.Config{Identity: id, Addr: c.String("addr"), Capabilities: caps, SoftwareVersion: version,
+		Data: byName, Threads: c.Int("threads")})
 	if err != nil {
 		return err
 	}

@@ -311,7 +311,7 @@ func (a *Authority) WriteAdminCert(dir, name string, now time.Time) error {
 	if err := keyfile.Write(filepath.Join(dir, AdminCertFile), keyfile.CertPEM(cert.Raw), 0o644); err != nil {
 		return fmt.Errorf("admin cert: %w", err)
 	}
-	if filepath.Clean(dir) != filepath.Clean(a.Dir) {
+	if !sameDir(dir, a.Dir) {
 		if err := keyfile.Write(filepath.Join(dir, CACertFile), keyfile.CertPEM(a.CACert.Raw), 0o644); err != nil {
 			return fmt.Errorf("admin cert: %w", err)
 		}
@@ -320,6 +320,16 @@ func (a *Authority) WriteAdminCert(dir, name string, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// sameDir reports whether two paths name the same directory (however written).
+func sameDir(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	if errA != nil || errB != nil {
+		return filepath.Clean(a) == filepath.Clean(b)
+	}
+	return os.SameFile(fa, fb)
 }
 
 // ClientDir is what an admin client (or, with other file names, an agent) loads: the CA,

@@ -60,7 +60,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketAgents, bucketUsedTokens} {
+		for _, b := range [][]byte{bucketMeta, bucketAgents, bucketUsedTokens, bucketTasks, bucketVersions, bucketRounds} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -125,7 +125,13 @@ func (s *Store) Import(tokenIDs []string, agents []Agent) error {
 			if used.Get([]byte(tokenIDs[i])) != nil {
 				return fmt.Errorf("import %s: %w", agents[i].ID, ErrTokenUsed)
 			}
-			if err := used.Put([]byte(tokenIDs[i]), []byte(`{"agent":"`+agents[i].ID+`"}`)); err != nil {
+			mark, err := json.Marshal(struct {
+				Agent string `json:"agent"`
+			}{agents[i].ID})
+			if err != nil {
+				return err
+			}
+			if err := used.Put([]byte(tokenIDs[i]), mark); err != nil {
 				return err
 			}
 			a := agents[i]

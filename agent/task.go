@@ -1,0 +1,299 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/fedq/fedq/compute"
+	"github.com/fedq/fedq/compute/dataset"
+	"github.com/fedq/fedq/protocol"
+	"github.com/fedq/fedq/protocol/transport"
+)
+
+// modelCache keeps the last few verified models by hash, so an agent selected in
+// consecutive rounds of the same version, or re-offered a round, does not download
+// twice.
+type modelCache struct {
+	mu      sync.Mutex
+	entries []cachedModel
+}
+
+type cachedModel struct {
+	hash    protocol.Hash
+	version protocol.VersionHeader
+	weights []float32
+}
+
+const modelCacheSize = 2
+
+func (c *modelCache) get(h protocol.Hash) (cachedModel, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		if e.hash == h {
+			return e, true
+		}
+	}
+	return cachedModel{}, false
+}
+
+func (c *modelCache) put(e cachedModel) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries = append([]cachedModel{e}, c.entries...)
+	if len(c.entries) > modelCacheSize {
+		c.entries = c.entries[:modelCacheSize]
+	}
+}
+
+// layoutOf describes a model's parameters as the tensors they travel as.
+func layoutOf[T compute.Float](m *compute.Model[T]) []protocol.TensorInfo {
+	ps := m.Params()
+	out := make([]protocol.TensorInfo, len(ps))
+	for i, p := range ps {
+		out[i] = protocol.TensorInfo{Name: p.Name, DType: protocol.DTypeF32, Shape: p.Shape}
+	}
+	return out
+}
+
+// decline is a reason to refuse an offer.
+func decline(code protocol.ErrorCode, format string, a ...any) error {
+	return protocol.NewError(code, format, a...)
+}
+
+// checkOffer decides whether this agent can do an offered task, before accepting it.
+func (d *Daemon) checkOffer(o *protocol.TaskOffer) (compute.Spec, *dataset.Dataset, error) {
+	if o.Kind != protocol.TaskTrain {
+		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "task kind %q is not supported by this agent", o.Kind)
+	}
+	data := d.cfg.Data[o.Dataset]
+	if data == nil {
+		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "no dataset %q here", o.Dataset)
+	}
+	spec, err := compute.ParseSpec(o.ModelSpec)
+	if err != nil {
+		return compute.Spec{}, nil, decline(protocol.CodeInvalid, "model spec: %v", err)
+	}
+	if data.SampleSize() != prodInts(spec.Input) {
+		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "dataset %q has samples of %v, the model takes %v", o.Dataset, data.Shape, spec.Input)
+	}
+	if data.NumClasses > spec.Classes {
+		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "dataset %q has %d classes, the model %d", o.Dataset, data.NumClasses, spec.Classes)
+	}
+	switch o.Config.Optimizer {
+	case "", "sgd", "adam":
+	default:
+		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "optimizer %q is not supported", o.Config.Optimizer)
+	}
+	if o.SecAgg != nil || o.DP != nil {
+		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "secure aggregation and differential privacy are not supported by this agent build")
+	}
+	return spec, data, nil
+}
+
+func prodInts(s []int) int {
+	n := 1
+	for _, v := range s {
+		n *= v
+	}
+	return n
+}
+
+// runTask does an accepted training task: get the base model, train, upload the update.
+func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec compute.Spec, data *dataset.Dataset) error {
+	log := d.log.With("task", o.TaskID)
+	start := time.Now()
+	m, err := compute.New[float32](spec, compute.Options{Seed: 1, Threads: d.cfg.Threads})
+	if err != nil {
+		return err
+	}
+	layout := layoutOf(m)
+	base, err := d.baseModel(ctx, o, layout)
+	if err != nil {
+		return fmt.Errorf("get model %d: %w", o.BaseVersion, err)
+	}
+	if err := m.SetValues(base); err != nil {
+		return err
+	}
+	opt, err := newOptimizer(m, o.Config)
+	if err != nil {
+		return err
+	}
+	cfg := compute.TrainConfig{Epochs: int(o.Config.Epochs), Batch: int(o.Config.Batch), MaxSteps: int(o.Config.LocalSteps),
+		Seed: uint64(o.Round)<<32 ^ uint64(o.BaseVersion)}
+	if cfg.Epochs == 0 {
+		perEpoch := (data.Len() + cfg.Batch - 1) / cfg.Batch
+		cfg.Epochs = (cfg.MaxSteps + perEpoch - 1) / perEpoch
+	}
+	res, err := compute.Train(ctx, m, opt, data, cfg)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	// The update is local − base, in place in the model's parameters.
+	delta := m.Values()
+	for i, b := range base {
+		delta[i] -= b
+	}
+	metrics := map[string]float64{"loss": res.Loss, "accuracy": res.Accuracy, "train_seconds": res.Elapsed.Seconds()}
+	for k, v := range metrics {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			delete(metrics, k)
+		}
+	}
+	hdr := &protocol.UpdateHeader{TaskID: o.TaskID, Round: o.Round, BaseVersion: o.BaseVersion, BaseHash: o.BaseHash,
+		Examples: uint64(res.Samples), Metrics: metrics}
+	if err := d.upload(ctx, hdr, protocol.ParamRefs(layout, delta)); err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	log.Info("task done", "samples", res.Samples, "loss", res.Loss, "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// baseModel returns the offer's base weights, from the cache or downloaded, verified
+// against the coordinator's signature and the offer's version and hash.
+func (d *Daemon) baseModel(ctx context.Context, o *protocol.TaskOffer, layout []protocol.TensorInfo) ([]float32, error) {
+	if e, ok := d.cache.get(o.BaseHash); ok && e.version.Number == o.BaseVersion && len(e.weights) == protocol.LayoutSize(layout) {
+		return e.weights, nil
+	}
+	weights := make([]float32, protocol.LayoutSize(layout))
+	var vh protocol.VersionHeader
+	err := d.FetchModel(ctx, o.BaseVersion, o.BaseHash, func(tr *protocol.TensorReader) error {
+		var err error
+		if vh, err = protocol.VerifyVersion(d.cfg.Identity.SigningKey, tr.Header().Meta); err != nil {
+			return err
+		}
+		if vh.Number != o.BaseVersion || vh.Hash != o.BaseHash {
+			return protocol.NewError(protocol.CodeHashMismatch, "the signed model is version %d (%s), the task names %d (%s)", vh.Number, vh.Hash, o.BaseVersion, o.BaseHash)
+		}
+		return protocol.ReadParams(tr, layout, weights)
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.cache.put(cachedModel{hash: o.BaseHash, version: vh, weights: weights})
+	return weights, nil
+}
+
+func newOptimizer(m *compute.Model[float32], c protocol.TrainConfig) (compute.Optimizer[float32], error) {
+	if c.Optimizer == "adam" {
+		return compute.NewAdam(m, c.LR, 0, 0, 0, c.WeightDecay)
+	}
+	return compute.NewSGD(m, c.LR, c.Momentum, c.WeightDecay, false)
+}
+
+// upload sends an update on its own stream and waits for the coordinator's verdict.
+func (d *Daemon) upload(ctx context.Context, hdr *protocol.UpdateHeader, tensors []protocol.TensorRef) error {
+	d.mu.Lock()
+	conn := d.conn
+	d.mu.Unlock()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return transport.ConnError(conn, err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		st.CancelWrite(quic.StreamErrorCode(protocol.CodeCancelled.AppErrorCode()))
+		st.CancelRead(quic.StreamErrorCode(protocol.CodeCancelled.AppErrorCode()))
+	})
+	defer stop()
+	// The coordinator may refuse at once (stale base, closed round): its Error frame
+	// then arrives while we write, and our writes fail; read the verdict either way.
+	writeErr := func() error {
+		if err := protocol.WriteMessage(st, hdr); err != nil {
+			return err
+		}
+		_, err := protocol.WriteTensors(st, tensors, nil)
+		return err
+	}()
+	_ = st.Close()
+	m, err := protocol.NewReader(st, protocol.MaxFrameSize).Read()
+	if err != nil {
+		if writeErr != nil {
+			return transport.ConnError(conn, writeErr)
+		}
+		return transport.ConnError(conn, err)
+	}
+	switch m := m.(type) {
+	case *protocol.UpdateAck:
+		return nil
+	case *protocol.Error:
+		return m
+	default:
+		return fmt.Errorf("unexpected reply %s", m.Type())
+	}
+}
+
+// tasks tracks the agent's running tasks, to cancel them.
+type tasks struct {
+	mu      sync.Mutex
+	running map[string]context.CancelFunc
+}
+
+func (t *tasks) start(id string, cancel context.CancelFunc) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.running == nil {
+		t.running = map[string]context.CancelFunc{}
+	}
+	if _, ok := t.running[id]; ok {
+		return false
+	}
+	t.running[id] = cancel
+	return true
+}
+
+func (t *tasks) done(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.running, id)
+}
+
+func (t *tasks) cancel(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.running[id]; ok {
+		c()
+	}
+}
+
+func (t *tasks) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.running)
+}
+
+// offer handles a TaskOffer on the control stream: decline at once, or accept and run
+// the task in the background.
+func (d *Daemon) offer(ctx context.Context, o *protocol.TaskOffer, send func(protocol.Message) error) error {
+	spec, data, err := d.checkOffer(o)
+	if err != nil {
+		pe, _ := errors.AsType[*protocol.Error](err)
+		return send(&protocol.TaskDecline{TaskID: o.TaskID, Round: o.Round, Code: pe.Code, Reason: pe.Msg})
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	if !d.tasks.start(o.TaskID, cancel) {
+		cancel()
+		return nil // a duplicate offer
+	}
+	if err := send(&protocol.TaskAccept{TaskID: o.TaskID, Round: o.Round}); err != nil {
+		d.tasks.done(o.TaskID)
+		cancel()
+		return err
+	}
+	go func() {
+		defer cancel()
+		defer d.tasks.done(o.TaskID)
+		if err := d.runTask(tctx, o, spec, data); err != nil && tctx.Err() == nil {
+			d.log.Warn("task failed", "task", o.TaskID, "err", err)
+		}
+	}()
+	return nil
+}

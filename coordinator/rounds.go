@@ -1,0 +1,496 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/fedq/fedq/aggregation"
+	"github.com/fedq/fedq/compute"
+	"github.com/fedq/fedq/coordinator/engine"
+	"github.com/fedq/fedq/coordinator/store"
+	"github.com/fedq/fedq/coordinator/task"
+	"github.com/fedq/fedq/protocol"
+	"github.com/fedq/fedq/protocol/transport"
+)
+
+// Evaluator scores a new version centrally, before it is committed (for example on a
+// held-out set the coordinator holds, as `fedq sim` does); its metrics are stored with
+// the version.
+type Evaluator func(task string, spec compute.Spec, weights []float32) (map[string]float64, error)
+
+// rounds is the driver of the round engine: it owns the engine and every task's model
+// in memory, and carries out the engine's actions with the store, the blobs and the
+// agents' sessions. All of its state is touched only on its loop goroutine; other
+// goroutines hand it work through in.
+type rounds struct {
+	srv    *Server
+	log    *slog.Logger
+	eng    *engine.Engine
+	in     chan func()
+	tasks  map[string]*taskModel
+	byTask map[string]*taskModel // current round's task ID → model
+	online map[string]string     // agent → its latest session ID
+}
+
+// taskModel is a task's model in memory: the base weights of its next round and the
+// aggregate of the running one.
+type taskModel struct {
+	spec     *task.Spec
+	mspec    compute.Spec
+	layout   []protocol.TensorInfo
+	size     int
+	specJSON []byte
+	version  store.Version
+	base     []float32
+	meta     map[string]string // signed metadata of base, for downloads
+	strategy aggregation.Strategy
+	agg      aggregation.Aggregator
+	record   *store.RoundRecord // the running attempt
+	staging  chan []float32     // model-sized buffers for uploads being received
+}
+
+func newRounds(s *Server) *rounds {
+	return &rounds{srv: s, log: s.log, eng: engine.New(), in: make(chan func(), 1024),
+		tasks: map[string]*taskModel{}, byTask: map[string]*taskModel{}, online: map[string]string{}}
+}
+
+// post queues work for the loop without waiting.
+func (r *rounds) post(fn func()) {
+	select {
+	case r.in <- fn:
+	default:
+		go func() { r.in <- fn }() // never block a connection on a busy loop
+	}
+}
+
+// call runs fn on the loop and waits for it, or for ctx.
+func (r *rounds) call(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	select {
+	case r.in <- func() { fn(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run is the loop: work from other goroutines, and a clock tick every 100 ms.
+func (r *rounds) run(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	r.step(engine.Tick{Now: r.srv.cfg.Now()})
+	for {
+		select {
+		case fn := <-r.in:
+			fn()
+		case <-t.C:
+			r.step(engine.Tick{Now: r.srv.cfg.Now()})
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// step feeds the engine an event and carries out its actions, and the events those
+// produce, in order.
+func (r *rounds) step(ev engine.Event) {
+	queue := []engine.Event{ev}
+	for len(queue) > 0 {
+		ev, queue = queue[0], queue[1:]
+		for _, a := range r.eng.Step(ev) {
+			if next := r.do(a); next != nil {
+				queue = append(queue, next)
+			}
+		}
+	}
+}
+
+// load restores a task from the store at start: its spec, and its latest version's
+// weights (verified), and hands it to the engine.
+func (r *rounds) load(rec store.TaskRecord) error {
+	spec, err := task.Parse(rec.Spec)
+	if err != nil {
+		return fmt.Errorf("task %s: %w", rec.Name, err)
+	}
+	tm, err := r.model(spec)
+	if err != nil {
+		return err
+	}
+	v, ok, err := r.srv.store.Version(rec.Latest)
+	if err != nil || !ok {
+		return fmt.Errorf("task %s: latest version %d: missing (%v)", rec.Name, rec.Latest, err)
+	}
+	if err := r.srv.blobs.Get(v.Hash, tm.base); err != nil {
+		return fmt.Errorf("task %s: %w", rec.Name, err)
+	}
+	tm.setBase(v, tm.base, r.srv)
+	r.tasks[spec.Name] = tm
+	r.step(engine.TaskAdded{State: engine.TaskState{Spec: spec, Status: engine.Status(rec.Status), Round: rec.Round,
+		Attempt: rec.Attempt, RoundsLeft: rec.RoundsLeft, Base: engine.Version{Number: v.Number, Hash: v.Hash}}})
+	return nil
+}
+
+// model prepares a task's in-memory model (weights zeroed).
+func (r *rounds) model(spec *task.Spec) (*taskModel, error) {
+	ms, err := spec.ModelSpec()
+	if err != nil {
+		return nil, err
+	}
+	m, err := compute.New[float32](ms, compute.Options{Seed: spec.Seed})
+	if err != nil {
+		return nil, err
+	}
+	strat, err := aggregation.New(spec.Strategy.Name)
+	if err != nil {
+		return nil, err
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	tm := &taskModel{spec: spec, mspec: ms, specJSON: specJSON, strategy: strat, base: m.Values(), size: m.NumParams()}
+	for _, p := range m.Params() {
+		tm.layout = append(tm.layout, protocol.TensorInfo{Name: p.Name, DType: protocol.DTypeF32, Shape: p.Shape})
+	}
+	staging := max(1, r.srv.cfg.StagingBuffers)
+	tm.staging = make(chan []float32, staging)
+	for range staging {
+		tm.staging <- nil // allocated on first use
+	}
+	return tm, nil
+}
+
+// setBase makes v (with weights w) the model's base, with its signed download metadata.
+func (tm *taskModel) setBase(v store.Version, w []float32, s *Server) {
+	tm.version, tm.base = v, w
+	tm.meta = protocol.SignedMeta(v.Header(), s.ca.SigningKey)
+}
+
+// submit creates a task: its initial model (from the spec's seed), stored as the task's
+// first version, in one transaction with the task.
+func (r *rounds) submit(spec *task.Spec) (store.Version, error) {
+	if _, ok := r.tasks[spec.Name]; ok {
+		return store.Version{}, protocol.NewError(protocol.CodeInvalid, "a task named %q exists", spec.Name)
+	}
+	tm, err := r.model(spec)
+	if err != nil {
+		return store.Version{}, protocol.NewError(protocol.CodeInvalid, "%v", err)
+	}
+	hash, err := r.srv.blobs.Put(tm.base)
+	if err != nil {
+		return store.Version{}, err
+	}
+	next, err := r.srv.store.NextVersion()
+	if err != nil {
+		return store.Version{}, err
+	}
+	v := store.Version{Number: next, Task: spec.Name, Hash: hash, Params: tm.size, Created: r.srv.cfg.Now().UTC(), Strategy: spec.Strategy.Name}
+	v.Signature = v.Header().Sign(r.srv.ca.SigningKey)
+	rec := store.TaskRecord{Name: spec.Name, Spec: tm.specJSON, Status: string(engine.Idle), Round: 1, Created: v.Created}
+	if err := r.srv.store.AddTask(rec, v); err != nil {
+		return store.Version{}, err
+	}
+	tm.setBase(v, tm.base, r.srv)
+	r.tasks[spec.Name] = tm
+	r.step(engine.TaskAdded{State: engine.TaskState{Spec: spec, Status: engine.Idle, Round: 1, Base: engine.Version{Number: v.Number, Hash: v.Hash}}})
+	r.log.Info("task submitted", "task", spec.Name, "version", v.Number, "params", tm.size)
+	return v, nil
+}
+
+// do carries out one action and returns the event it results in, if any.
+func (r *rounds) do(a engine.Action) engine.Event {
+	switch a := a.(type) {
+	case engine.StartRound:
+		tm := r.tasks[a.Task]
+		rec := &store.RoundRecord{Task: a.Task, Round: a.Round, Attempt: a.Attempt, TaskID: a.TaskID, Selected: len(a.Selected), Started: r.srv.cfg.Now().UTC()}
+		if err := r.srv.store.StartAttempt(*rec); err != nil {
+			r.log.Error("record round start", "task", a.TaskID, "err", err)
+		}
+		tm.record = rec
+		tm.agg = tm.strategy.NewRound(tm.size)
+		r.byTask[a.TaskID] = tm
+		r.log.Info("round started", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "selected", len(a.Selected), "base", a.Base.Number)
+	case engine.SendOffer:
+		tm := r.tasks[a.Task]
+		t := tm.spec.Train
+		r.srv.sendTo(a.Agent, &protocol.TaskOffer{TaskID: a.TaskID, Round: a.Round, Kind: protocol.TaskTrain,
+			BaseVersion: a.Base.Number, BaseHash: a.Base.Hash, Dataset: tm.spec.Dataset, ModelSpec: tm.mspec.JSON(),
+			DeadlineMs: a.Deadline.UnixMilli(),
+			Config: protocol.TrainConfig{Epochs: uint32(t.Epochs), LocalSteps: uint32(t.LocalSteps), Batch: uint32(t.Batch), LR: t.LR,
+				Optimizer: t.Optimizer, Momentum: t.Momentum, WeightDecay: t.WeightDecay}})
+	case engine.CancelOffer:
+		r.srv.sendTo(a.Agent, &protocol.TaskCancel{TaskID: a.TaskID, Reason: a.Reason, Code: protocol.CodeCancelled})
+	case engine.CommitRound:
+		return r.commit(a)
+	case engine.FailRound:
+		tm := r.tasks[a.Task]
+		if tm.record != nil {
+			rec := *tm.record
+			rec.Ended, rec.Reason = r.srv.cfg.Now().UTC(), a.Reason
+			if err := r.srv.store.FailAttempt(rec); err != nil {
+				r.log.Error("record round failure", "task", a.TaskID, "err", err)
+			}
+		}
+		tm.record, tm.agg = nil, nil
+		delete(r.byTask, a.TaskID)
+		r.log.Warn("round failed", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "reason", a.Reason)
+	case engine.TaskFinished:
+		r.log.Info("task finished", "task", a.Task)
+	}
+	return nil
+}
+
+// commit aggregates a round into a new version, stores it and makes it the base.
+func (r *rounds) commit(a engine.CommitRound) engine.Event {
+	tm := r.tasks[a.Task]
+	delete(r.byTask, a.TaskID)
+	fail := func(err error) engine.Event {
+		r.log.Error("commit failed", "task", a.TaskID, "err", err)
+		return engine.CommitFailed{TaskID: a.TaskID, Err: err}
+	}
+	next := make([]float32, tm.size)
+	if err := tm.agg.Finish(tm.base, next); err != nil {
+		return fail(err)
+	}
+	if err := aggregation.CheckUpdate(next, tm.size); err != nil {
+		return fail(fmt.Errorf("the aggregate is not finite: %w", err))
+	}
+	metrics := map[string]float64{"train_loss": a.Loss, "updates": float64(a.Updates), "examples": float64(a.Examples)}
+	if ev := r.srv.cfg.Evaluate; ev != nil {
+		m, err := ev(a.Task, tm.mspec, next)
+		if err != nil {
+			r.log.Warn("evaluation failed", "task", a.Task, "err", err)
+		}
+		for k, v := range m {
+			metrics[k] = v
+		}
+	}
+	hash, err := r.srv.blobs.Put(next)
+	if err != nil {
+		return fail(err)
+	}
+	num, err := r.srv.store.NextVersion()
+	if err != nil {
+		return fail(err)
+	}
+	v := store.Version{Number: num, Parent: tm.version.Number, Task: a.Task, Round: a.Round, Hash: hash, Params: tm.size,
+		Created: r.srv.cfg.Now().UTC(), Metrics: metrics, Strategy: tm.strategy.Name()}
+	v.Signature = v.Header().Sign(r.srv.ca.SigningKey)
+	rec := *tm.record
+	rec.Ended, rec.Updates, rec.Examples, rec.Loss = r.srv.cfg.Now().UTC(), a.Updates, a.Examples, a.Loss
+	if _, err := r.srv.store.Commit(rec, v); err != nil {
+		return fail(err)
+	}
+	tm.setBase(v, next, r.srv)
+	tm.record, tm.agg = nil, nil
+	r.log.Info("round committed", "task", a.Task, "round", a.Round, "version", v.Number, "updates", a.Updates,
+		"train_loss", a.Loss, "accuracy", metrics["accuracy"])
+	return engine.Committed{TaskID: a.TaskID, Version: engine.Version{Number: v.Number, Hash: v.Hash}}
+}
+
+// Model implements ModelSource: a task's latest version from memory, older ones from the
+// blob store.
+func (r *rounds) Model(version uint64, hash protocol.Hash) ([]protocol.TensorRef, map[string]string, protocol.Hash, error) {
+	var tensors []protocol.TensorRef
+	var meta map[string]string
+	var sum protocol.Hash
+	err := r.call(context.Background(), func() {
+		for _, tm := range r.tasks {
+			if tm.version.Number == version {
+				tensors, meta, sum = protocol.ParamRefs(tm.layout, tm.base), tm.meta, tm.version.Hash
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, sum, err
+	}
+	if tensors == nil {
+		v, ok, err := r.srv.store.Version(version)
+		if err != nil {
+			return nil, nil, sum, err
+		}
+		if !ok {
+			return nil, nil, sum, protocol.NewError(protocol.CodeNotFound, "no version %d", version)
+		}
+		tm, err := r.layoutOf(v.Task)
+		if err != nil {
+			return nil, nil, sum, err
+		}
+		w := make([]float32, v.Params)
+		if err := r.srv.blobs.Get(v.Hash, w); err != nil {
+			return nil, nil, sum, protocol.NewError(protocol.CodeInternal, "%v", err)
+		}
+		tensors, meta, sum = protocol.ParamRefs(tm, w), protocol.SignedMeta(v.Header(), r.srv.ca.SigningKey), v.Hash
+	}
+	if !hash.IsZero() && hash != sum {
+		return nil, nil, sum, protocol.NewError(protocol.CodeHashMismatch, "version %d hashes to %s, not %s", version, sum, hash)
+	}
+	return tensors, meta, sum, nil
+}
+
+// layoutOf returns the parameter layout of a task's model.
+func (r *rounds) layoutOf(name string) ([]protocol.TensorInfo, error) {
+	var layout []protocol.TensorInfo
+	if err := r.call(context.Background(), func() {
+		if tm := r.tasks[name]; tm != nil {
+			layout = tm.layout
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if layout == nil {
+		return nil, protocol.NewError(protocol.CodeNotFound, "no task %q", name)
+	}
+	return layout, nil
+}
+
+// agentUp and agentDown tell the engine about sessions, in session order: a session's
+// end counts only if no newer session of the agent has begun.
+func (r *rounds) agentUp(id, session string, caps protocol.Capabilities) {
+	names := make([]string, len(caps.Datasets))
+	for i, d := range caps.Datasets {
+		names[i] = d.Name
+	}
+	r.post(func() {
+		r.online[id] = session
+		r.step(engine.AgentUp{ID: id, Datasets: names})
+	})
+}
+
+func (r *rounds) agentDown(id, session string) {
+	r.post(func() {
+		if r.online[id] != session {
+			return
+		}
+		delete(r.online, id)
+		r.step(engine.AgentDown{ID: id})
+	})
+}
+
+// control handles a task reply from an agent's control stream.
+func (r *rounds) control(agent string, m protocol.Message) {
+	switch m := m.(type) {
+	case *protocol.TaskAccept:
+		r.post(func() { r.step(engine.Accepted{Agent: agent, TaskID: m.TaskID}) })
+	case *protocol.TaskDecline:
+		r.post(func() { r.step(engine.Declined{Agent: agent, TaskID: m.TaskID, Reason: m.Reason}) })
+	}
+}
+
+// receive serves an update-upload stream: admission by the engine, then the update is
+// read whole into a staging buffer and checked, and only then folded into the round's
+// aggregate on the loop — a broken or bad upload never touches the aggregate. Staging
+// buffers are a bounded pool per task (Config.StagingBuffers), so memory stays a small
+// multiple of the model whatever the number of agents: a waiting upload is held back by
+// QUIC flow control.
+func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr *protocol.UpdateHeader) error {
+	var tm *taskModel
+	var admitErr error
+	if err := r.call(ctx, func() {
+		tm = r.byTask[hdr.TaskID]
+		admitErr = r.eng.Admit(agent, hdr.TaskID, hdr.Round, engine.Version{Number: hdr.BaseVersion, Hash: hdr.BaseHash})
+	}); err != nil {
+		return err
+	}
+	if admitErr != nil {
+		return admitErr
+	}
+	failed := func(err error) error {
+		r.post(func() { r.step(engine.UpdateFailed{Agent: agent, TaskID: hdr.TaskID, Err: err}) })
+		return err
+	}
+	if hdr.Examples == 0 {
+		return failed(protocol.NewError(protocol.CodeInvalid, "an update trained on no examples"))
+	}
+	var buf []float32
+	select {
+	case buf = <-tm.staging:
+	case <-ctx.Done():
+		return failed(ctx.Err())
+	}
+	if buf == nil {
+		buf = make([]float32, tm.size)
+	}
+	defer func() { tm.staging <- buf }()
+	_ = st.SetReadDeadline(time.Now().Add(transport.FirstFrameTimeout + time.Duration(4*tm.size)*time.Microsecond))
+	tr, err := protocol.NewTensorReader(st, protocol.Limits{})
+	if err != nil {
+		return failed(err)
+	}
+	if err := protocol.ReadParams(tr, tm.layout, buf); err != nil {
+		return failed(err)
+	}
+	if err := tr.Finish(); err != nil {
+		return failed(err)
+	}
+	if err := aggregation.CheckUpdate(buf, tm.size); err != nil {
+		return failed(protocol.NewError(protocol.CodeInvalid, "%v", err))
+	}
+	var foldErr error
+	if err := r.call(ctx, func() {
+		if r.byTask[hdr.TaskID] != tm || tm.agg == nil {
+			foldErr = protocol.NewError(protocol.CodeDeadlineExceeded, "round %d closed while the update arrived", hdr.Round)
+			return
+		}
+		if foldErr = tm.agg.Add(buf, hdr.Examples); foldErr != nil {
+			return
+		}
+		r.step(engine.UpdateReceived{Agent: agent, TaskID: hdr.TaskID, Examples: hdr.Examples, Loss: hdr.Metrics["loss"]})
+	}); err != nil {
+		return failed(err)
+	}
+	if foldErr != nil {
+		return failed(foldErr)
+	}
+	_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout))
+	return protocol.WriteMessage(st, &protocol.UpdateAck{TaskID: hdr.TaskID, Round: hdr.Round, SHA256: tr.Sum()})
+}
+
+// Snapshot of the engine for admin clients.
+func (r *rounds) tasksStatus(ctx context.Context) ([]engine.TaskStatus, error) {
+	var out []engine.TaskStatus
+	err := r.call(ctx, func() { out = r.eng.Tasks() })
+	slices.SortFunc(out, func(a, b engine.TaskStatus) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out, err
+}
+
+// requestRounds asks for n more rounds of a task, durably first.
+func (r *rounds) requestRounds(ctx context.Context, name string, n int) (store.TaskRecord, error) {
+	if n < 1 {
+		return store.TaskRecord{}, protocol.NewError(protocol.CodeInvalid, "rounds must be at least 1, got %d", n)
+	}
+	var rec store.TaskRecord
+	var err error
+	callErr := r.call(ctx, func() {
+		if r.tasks[name] == nil {
+			err = protocol.NewError(protocol.CodeNotFound, "no task %q: submit it first (fedq task submit FILE)", name)
+			return
+		}
+		if rec, err = r.srv.store.RequestRounds(name, n); err != nil {
+			return
+		}
+		r.step(engine.RoundsRequested{Task: name, N: n})
+	})
+	return rec, errors.Join(callErr, err)
+}

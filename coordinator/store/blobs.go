@@ -1,0 +1,224 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fedq/fedq/protocol"
+)
+
+// Blobs are model weights as content-addressed files: the raw little-endian float32
+// values of the flat parameter vector, named by their SHA-256 — which is also the
+// version's hash and the hash of its model-download stream. A blob is written to a
+// temporary file, fsynced, renamed into place and the directory fsynced, so it is
+// either whole or absent; the version that names it is committed afterwards, so a
+// crash between the two leaves an orphan blob, which Check removes.
+type Blobs struct {
+	dir string
+}
+
+// OpenBlobs opens (creating) a blob directory.
+func OpenBlobs(dir string) (*Blobs, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("blob directory: %w", err)
+	}
+	return &Blobs{dir: dir}, nil
+}
+
+func (b *Blobs) path(h protocol.Hash) string { return filepath.Join(b.dir, h.String()) }
+
+// HashWeights returns the SHA-256 of weights as little-endian float32.
+func HashWeights(w []float32) protocol.Hash {
+	h := sha256.New()
+	buf := make([]byte, 0, 64<<10)
+	for len(w) > 0 {
+		n := min(len(w), cap(buf)/4)
+		buf = buf[:0]
+		for _, v := range w[:n] {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		}
+		h.Write(buf)
+		w = w[n:]
+	}
+	var sum protocol.Hash
+	h.Sum(sum[:0])
+	return sum
+}
+
+// Put stores weights and returns their hash. Storing the same weights twice is fine.
+func (b *Blobs) Put(w []float32) (protocol.Hash, error) {
+	sum := HashWeights(w)
+	final := b.path(sum)
+	if fi, err := os.Stat(final); err == nil && fi.Size() == int64(4*len(w)) {
+		return sum, nil
+	}
+	f, err := os.CreateTemp(b.dir, ".tmp-*")
+	if err != nil {
+		return sum, fmt.Errorf("store weights: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	buf := make([]byte, 0, 256<<10)
+	for rest := w; len(rest) > 0; {
+		n := min(len(rest), cap(buf)/4)
+		buf = buf[:0]
+		for _, v := range rest[:n] {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		}
+		if _, err := f.Write(buf); err != nil {
+			f.Close()
+			return sum, fmt.Errorf("store weights: %w", err)
+		}
+		rest = rest[n:]
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return sum, fmt.Errorf("store weights: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return sum, fmt.Errorf("store weights: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return sum, fmt.Errorf("store weights: %w", err)
+	}
+	if d, err := os.Open(b.dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return sum, nil
+}
+
+// Get reads the blob of hash into dst, which must have its exact size, and verifies the
+// hash.
+func (b *Blobs) Get(h protocol.Hash, dst []float32) error {
+	f, err := os.Open(b.path(h))
+	if err != nil {
+		return fmt.Errorf("weights %s: %w", h.String()[:12], err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != int64(4*len(dst)) {
+		return fmt.Errorf("weights %s: file has %d bytes, want %d (damaged store)", h.String()[:12], fi.Size(), 4*len(dst))
+	}
+	hash := sha256.New()
+	buf := make([]byte, 256<<10)
+	for off := 0; off < len(dst); {
+		n := min(len(dst)-off, len(buf)/4)
+		if _, err := io.ReadFull(f, buf[:4*n]); err != nil {
+			return fmt.Errorf("weights %s: %w", h.String()[:12], err)
+		}
+		hash.Write(buf[:4*n])
+		for i := range n {
+			dst[off+i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		}
+		off += n
+	}
+	var sum protocol.Hash
+	hash.Sum(sum[:0])
+	if sum != h {
+		return fmt.Errorf("weights %s: content hashes to %s (damaged store)", h.String()[:12], sum.String()[:12])
+	}
+	return nil
+}
+
+// Size returns a blob's size in bytes, or an error if it is missing.
+func (b *Blobs) Size(h protocol.Hash) (int64, error) {
+	fi, err := os.Stat(b.path(h))
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// list returns the hashes of the stored blobs and removes leftover temporary files.
+func (b *Blobs) list() ([]protocol.Hash, error) {
+	entries, err := os.ReadDir(b.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []protocol.Hash
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			_ = os.Remove(filepath.Join(b.dir, name))
+			continue
+		}
+		raw, err := hex.DecodeString(name)
+		if err != nil || len(raw) != 32 {
+			continue
+		}
+		var h protocol.Hash
+		copy(h[:], raw)
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// CheckReport says what Check found.
+type CheckReport struct {
+	Versions       int
+	OrphansRemoved int
+	Verified       int
+}
+
+// Check verifies the store against its blobs: every version's blob exists with the
+// right size, the latest version of every task hashes right (it is the base of the next
+// round), and blobs no version names — left by a crash between writing a blob and
+// committing its version — are removed.
+func (s *Store) Check(b *Blobs) (CheckReport, error) {
+	var rep CheckReport
+	versions, err := s.Versions("")
+	if err != nil {
+		return rep, err
+	}
+	tasks, err := s.Tasks()
+	if err != nil {
+		return rep, err
+	}
+	latest := map[uint64]bool{}
+	for _, t := range tasks {
+		latest[t.Latest] = true
+	}
+	named := map[protocol.Hash]bool{}
+	var errs []error
+	for _, v := range versions {
+		rep.Versions++
+		named[v.Hash] = true
+		size, err := b.Size(v.Hash)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("version %d: weights missing: %w", v.Number, err))
+		case size != int64(4*v.Params):
+			errs = append(errs, fmt.Errorf("version %d: weights have %d bytes, want %d", v.Number, size, 4*v.Params))
+		case latest[v.Number]:
+			if err := b.Get(v.Hash, make([]float32, v.Params)); err != nil {
+				errs = append(errs, fmt.Errorf("version %d: %w", v.Number, err))
+			} else {
+				rep.Verified++
+			}
+		}
+	}
+	blobs, err := b.list()
+	if err != nil {
+		return rep, err
+	}
+	for _, h := range blobs {
+		if !named[h] {
+			if err := os.Remove(b.path(h)); err == nil {
+				rep.OrphansRemoved++
+			}
+		}
+	}
+	return rep, errors.Join(errs...)
+}
