@@ -39,8 +39,8 @@ import (
 
 // Files in an agent's directory.
 const (
-	KeyFile   = "agent.key"
-	CertFile  = "agent.crt"
+	KeyFile        = "agent.key"
+	CertFile       = "agent.crt"
 	CAFile         = "ca.crt"
 	SigningKeyFile = "signing.pub"
 	StateFile      = "agent.json"
