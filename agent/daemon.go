@@ -136,10 +136,7 @@ func (d *Daemon) setSession(s string, conn *quic.Conn) {
 var ErrNotConnected = errors.New("agent: not connected to the coordinator")
 
 // FetchModel downloads model version (whose weights must hash to hash, unless zero) on
-// its own stream of the current session. read gets the stream's tensors one by one
-// (straight into its buffers or an accumulator); FetchModel then checks the trailer's
-// hash, and the hash against the one asked for, before returning nil. A failed or
-// mismatched download returns an error and read's results must be discarded.
+// its own stream of the current session; see transport.FetchModel.
 func (d *Daemon) FetchModel(ctx context.Context, version uint64, hash protocol.Hash, read func(*protocol.TensorReader) error) error {
 	d.mu.Lock()
 	conn := d.conn
@@ -147,37 +144,7 @@ func (d *Daemon) FetchModel(ctx context.Context, version uint64, hash protocol.H
 	if conn == nil {
 		return ErrNotConnected
 	}
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return transport.ConnError(conn, err)
-	}
-	stop := context.AfterFunc(ctx, func() {
-		st.CancelRead(quic.StreamErrorCode(protocol.CodeCancelled.AppErrorCode()))
-		st.CancelWrite(quic.StreamErrorCode(protocol.CodeCancelled.AppErrorCode()))
-	})
-	defer stop()
-	if err := protocol.WriteMessage(st, &protocol.ModelRequest{Version: version, Hash: hash}); err != nil {
-		return transport.ConnError(conn, err)
-	}
-	_ = st.Close()
-	tr, err := protocol.NewTensorReader(st, protocol.Limits{})
-	if err != nil {
-		return transport.ConnError(conn, err)
-	}
-	fail := func(err error) error {
-		st.CancelRead(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
-		return err
-	}
-	if err := read(tr); err != nil {
-		return fail(err)
-	}
-	if err := tr.Finish(); err != nil {
-		return fail(transport.ConnError(conn, err))
-	}
-	if !hash.IsZero() && tr.Sum() != hash {
-		return fail(protocol.NewError(protocol.CodeHashMismatch, "model %d hashes to %s, the task named %s", version, tr.Sum(), hash))
-	}
-	return nil
+	return transport.FetchModel(ctx, conn, version, hash, read)
 }
 
 func (d *Daemon) emit(e Event) {

@@ -12,6 +12,8 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedq/fedq/coordinator/ca"
+	"github.com/fedq/fedq/coordinator/store"
+	"github.com/fedq/fedq/coordinator/task"
 	"github.com/fedq/fedq/protocol"
 	"github.com/fedq/fedq/protocol/transport"
 )
@@ -24,14 +26,59 @@ const (
 	MethodAgentsRevoke = "agents.revoke"
 	// MethodStatus takes {} and returns Status.
 	MethodStatus = "status"
+	// MethodTaskSubmit takes a task spec and returns its initial store.Version.
+	MethodTaskSubmit = "task.submit"
+	// MethodTaskList takes {} and returns []TaskInfo.
+	MethodTaskList = "task.list"
+	// MethodRoundStart takes RoundStartRequest and returns the TaskInfo.
+	MethodRoundStart = "round.start"
+	// MethodVersionsList takes VersionsRequest and returns []store.Version.
+	MethodVersionsList = "versions.list"
+	// MethodVersionGet takes VersionRequest and returns the store.Version.
+	MethodVersionGet = "versions.get"
 )
 
-// Status is the coordinator's state in numbers.
+// TaskInfo is a task as admin clients see it.
+type TaskInfo struct {
+	Name       string             `json:"name"`
+	Status     string             `json:"status"`
+	Dataset    string             `json:"dataset"`
+	Model      string             `json:"model"`
+	NextRound  uint64             `json:"next_round"`
+	RoundsLeft int                `json:"rounds_left"`
+	Version    uint64             `json:"version"`
+	Metrics    map[string]float64 `json:"metrics,omitempty"` // of the latest version
+	Waiting    bool               `json:"waiting_for_agents,omitempty"`
+	Round      any                `json:"round,omitempty"` // engine.RoundStatus of the running round
+	Created    time.Time          `json:"created"`
+}
+
+// RoundStartRequest is the body of MethodRoundStart.
+type RoundStartRequest struct {
+	Task   string `json:"task"`
+	Rounds int    `json:"rounds"`
+}
+
+// VersionsRequest is the body of MethodVersionsList.
+type VersionsRequest struct {
+	Task string `json:"task,omitempty"`
+}
+
+// VersionRequest is the body of MethodVersionGet: a number, or the latest of a task
+// (of the only task when Task is empty).
+type VersionRequest struct {
+	Number uint64 `json:"number,omitempty"`
+	Latest bool   `json:"latest,omitempty"`
+	Task   string `json:"task,omitempty"`
+}
+
+// Status is the coordinator's state in numbers, and its tasks.
 type Status struct {
-	Addr     string    `json:"addr"`
-	Online   int       `json:"online"`
-	Enrolled int       `json:"enrolled"`
-	Since    time.Time `json:"since"`
+	Addr     string     `json:"addr"`
+	Online   int        `json:"online"`
+	Enrolled int        `json:"enrolled"`
+	Since    time.Time  `json:"since"`
+	Tasks    []TaskInfo `json:"tasks"`
 }
 
 // AgentStatus is an agent as admin clients see it: its record and, when connected, its
@@ -61,6 +108,11 @@ func (s *Server) adminHandlers() map[string]adminHandler {
 		MethodAgentsList:   s.adminAgentsList,
 		MethodAgentsRevoke: s.adminAgentsRevoke,
 		MethodStatus:       s.adminStatus,
+		MethodTaskSubmit:   s.adminTaskSubmit,
+		MethodTaskList:     s.adminTaskList,
+		MethodRoundStart:   s.adminRoundStart,
+		MethodVersionsList: s.adminVersionsList,
+		MethodVersionGet:   s.adminVersionGet,
 	}
 }
 
@@ -78,6 +130,12 @@ func (s *Server) serveAdmin(ctx context.Context, conn *quic.Conn, peer transport
 			m, err := transport.ReadFirst(st, rd)
 			if err != nil {
 				transport.Reject(st, protocol.NewError(protocol.CodeProtocol, "admin stream: %v", err))
+				return
+			}
+			if mr, ok := m.(*protocol.ModelRequest); ok { // model pull
+				if err := s.serveModel(st, mr); err != nil {
+					transport.Reject(st, err)
+				}
 				return
 			}
 			req, ok := m.(*protocol.AdminRequest)
@@ -166,7 +224,143 @@ func (s *Server) adminStatus(context.Context, []byte) (any, error) {
 	if err != nil {
 		return nil, protocol.NewError(protocol.CodeInternal, "agent registry: %v", err)
 	}
-	return Status{Addr: s.Addr().String(), Online: s.Online(), Enrolled: len(recs), Since: s.started}, nil
+	tasks, err := s.taskInfos(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return Status{Addr: s.Addr().String(), Online: s.Online(), Enrolled: len(recs), Since: s.started, Tasks: tasks}, nil
+}
+
+func (s *Server) taskInfos(ctx context.Context) ([]TaskInfo, error) {
+	recs, err := s.store.Tasks()
+	if err != nil {
+		return nil, protocol.NewError(protocol.CodeInternal, "tasks: %v", err)
+	}
+	live, err := s.rounds.tasksStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]int{}
+	for i, t := range live {
+		byName[t.Name] = i
+	}
+	out := make([]TaskInfo, 0, len(recs))
+	for _, rec := range recs {
+		ti := TaskInfo{Name: rec.Name, Status: rec.Status, NextRound: rec.Round, RoundsLeft: rec.RoundsLeft, Version: rec.Latest, Created: rec.Created}
+		if spec, err := task.Parse(rec.Spec); err == nil {
+			ti.Dataset = spec.Dataset
+			if ms, err := spec.ModelSpec(); err == nil {
+				ti.Model = ms.Name
+			}
+		}
+		if v, ok, err := s.store.Version(rec.Latest); err == nil && ok {
+			ti.Metrics = v.Metrics
+		}
+		if i, ok := byName[rec.Name]; ok {
+			ti.Status, ti.NextRound, ti.RoundsLeft, ti.Waiting = string(live[i].Status), live[i].NextRound, live[i].RoundsLeft, live[i].Waiting
+			ti.Version = live[i].Base
+			if live[i].Round != nil {
+				ti.Round = live[i].Round
+			}
+		}
+		out = append(out, ti)
+	}
+	return out, nil
+}
+
+func (s *Server) adminTaskSubmit(ctx context.Context, body []byte) (any, error) {
+	spec, err := task.Parse(body)
+	if err != nil {
+		return nil, protocol.NewError(protocol.CodeInvalid, "%v", err)
+	}
+	var v store.Version
+	if callErr := s.rounds.call(ctx, func() { v, err = s.rounds.submit(spec) }); callErr != nil {
+		return nil, callErr
+	}
+	return v, err
+}
+
+func (s *Server) adminTaskList(ctx context.Context, _ []byte) (any, error) { return s.taskInfos(ctx) }
+
+func (s *Server) adminRoundStart(ctx context.Context, body []byte) (any, error) {
+	var req RoundStartRequest
+	if err := json.Unmarshal(body, &req); err != nil || req.Task == "" {
+		return nil, protocol.NewError(protocol.CodeInvalid, "round.start needs {\"task\": NAME, \"rounds\": N}")
+	}
+	if req.Rounds == 0 {
+		rec, ok, err := s.store.Task(req.Task)
+		if err != nil || !ok {
+			return nil, protocol.NewError(protocol.CodeNotFound, "no task %q: submit it first (fedq task submit FILE)", req.Task)
+		}
+		spec, err := task.Parse(rec.Spec)
+		if err != nil {
+			return nil, err
+		}
+		if req.Rounds = spec.Rounds; req.Rounds == 0 {
+			return nil, protocol.NewError(protocol.CodeInvalid, "how many rounds? the task names none: give --rounds")
+		}
+	}
+	if _, err := s.rounds.requestRounds(ctx, req.Task, req.Rounds); err != nil {
+		return nil, err
+	}
+	infos, err := s.taskInfos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, ti := range infos {
+		if ti.Name == req.Task {
+			return ti, nil
+		}
+	}
+	return nil, protocol.NewError(protocol.CodeNotFound, "no task %q", req.Task)
+}
+
+func (s *Server) adminVersionsList(_ context.Context, body []byte) (any, error) {
+	var req VersionsRequest
+	_ = json.Unmarshal(body, &req)
+	vs, err := s.store.Versions(req.Task)
+	if err != nil {
+		return nil, protocol.NewError(protocol.CodeInternal, "versions: %v", err)
+	}
+	if vs == nil {
+		vs = []store.Version{}
+	}
+	return vs, nil
+}
+
+func (s *Server) adminVersionGet(_ context.Context, body []byte) (any, error) {
+	var req VersionRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, protocol.NewError(protocol.CodeInvalid, "versions.get: %v", err)
+	}
+	n := req.Number
+	if req.Latest || n == 0 {
+		recs, err := s.store.Tasks()
+		if err != nil {
+			return nil, err
+		}
+		var match []store.TaskRecord
+		for _, r := range recs {
+			if req.Task == "" || r.Name == req.Task {
+				match = append(match, r)
+			}
+		}
+		switch {
+		case len(match) == 0:
+			return nil, protocol.NewError(protocol.CodeNotFound, "no task %q", req.Task)
+		case len(match) > 1:
+			return nil, protocol.NewError(protocol.CodeInvalid, "%d tasks: say which (--task)", len(match))
+		}
+		n = match[0].Latest
+	}
+	v, ok, err := s.store.Version(n)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, protocol.NewError(protocol.CodeNotFound, "no version %d", n)
+	}
+	return v, nil
 }
 
 func (s *Server) adminAgentsRevoke(_ context.Context, body []byte) (any, error) {
@@ -303,6 +497,46 @@ func (c *AdminClient) Status(ctx context.Context) (Status, error) {
 	var out Status
 	err := c.Call(ctx, MethodStatus, struct{}{}, &out)
 	return out, err
+}
+
+// SubmitTask submits a task spec (JSON) and returns its initial version.
+func (c *AdminClient) SubmitTask(ctx context.Context, spec json.RawMessage) (store.Version, error) {
+	var v store.Version
+	err := c.Call(ctx, MethodTaskSubmit, spec, &v)
+	return v, err
+}
+
+// Tasks lists the tasks.
+func (c *AdminClient) Tasks(ctx context.Context) ([]TaskInfo, error) {
+	var out []TaskInfo
+	err := c.Call(ctx, MethodTaskList, struct{}{}, &out)
+	return out, err
+}
+
+// StartRounds asks for n more rounds of a task (0: the task's own number).
+func (c *AdminClient) StartRounds(ctx context.Context, name string, n int) (TaskInfo, error) {
+	var out TaskInfo
+	err := c.Call(ctx, MethodRoundStart, RoundStartRequest{Task: name, Rounds: n}, &out)
+	return out, err
+}
+
+// Versions lists the versions of a task (all when empty).
+func (c *AdminClient) Versions(ctx context.Context, name string) ([]store.Version, error) {
+	var out []store.Version
+	err := c.Call(ctx, MethodVersionsList, VersionsRequest{Task: name}, &out)
+	return out, err
+}
+
+// Version returns a version's metadata.
+func (c *AdminClient) Version(ctx context.Context, req VersionRequest) (store.Version, error) {
+	var out store.Version
+	err := c.Call(ctx, MethodVersionGet, req, &out)
+	return out, err
+}
+
+// FetchModel downloads a version's weights; see transport.FetchModel.
+func (c *AdminClient) FetchModel(ctx context.Context, version uint64, hash protocol.Hash, read func(*protocol.TensorReader) error) error {
+	return transport.FetchModel(ctx, c.conn, version, hash, read)
 }
 
 // Revoke revokes agent id (MethodAgentsRevoke).

@@ -301,3 +301,42 @@ func ExplainTLSFailure(err error) error {
 	}
 	return err
 }
+
+// FetchModel downloads model version (whose weights must hash to hash, unless zero) on
+// a new stream of conn. read gets the stream's tensors one by one (straight into its
+// buffers or an accumulator); FetchModel then checks the trailer's hash, and that hash
+// against the one asked for, before returning nil. A failed or mismatched download
+// returns an error and what read stored must be discarded.
+func FetchModel(ctx context.Context, conn *quic.Conn, version uint64, hash protocol.Hash, read func(*protocol.TensorReader) error) error {
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return ConnError(conn, err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		st.CancelRead(quic.StreamErrorCode(protocol.CodeCancelled.AppErrorCode()))
+		st.CancelWrite(quic.StreamErrorCode(protocol.CodeCancelled.AppErrorCode()))
+	})
+	defer stop()
+	if err := protocol.WriteMessage(st, &protocol.ModelRequest{Version: version, Hash: hash}); err != nil {
+		return ConnError(conn, err)
+	}
+	_ = st.Close()
+	tr, err := protocol.NewTensorReader(st, protocol.Limits{})
+	if err != nil {
+		return ConnError(conn, err)
+	}
+	fail := func(err error) error {
+		st.CancelRead(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
+		return err
+	}
+	if err := read(tr); err != nil {
+		return fail(err)
+	}
+	if err := tr.Finish(); err != nil {
+		return fail(ConnError(conn, err))
+	}
+	if !hash.IsZero() && tr.Sum() != hash {
+		return fail(protocol.NewError(protocol.CodeHashMismatch, "model %d hashes to %s, not %s", version, tr.Sum(), hash))
+	}
+	return nil
+}
