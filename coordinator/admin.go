@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,7 @@ const (
 // TaskInfo is a task as admin clients see it.
 type TaskInfo struct {
 	Name       string             `json:"name"`
+	Spec       json.RawMessage    `json:"spec"`
 	Status     string             `json:"status"`
 	Dataset    string             `json:"dataset"`
 	Model      string             `json:"model"`
@@ -246,7 +248,7 @@ func (s *Server) taskInfos(ctx context.Context) ([]TaskInfo, error) {
 	}
 	out := make([]TaskInfo, 0, len(recs))
 	for _, rec := range recs {
-		ti := TaskInfo{Name: rec.Name, Status: rec.Status, NextRound: rec.Round, RoundsLeft: rec.RoundsLeft, Version: rec.Latest, Created: rec.Created}
+		ti := TaskInfo{Name: rec.Name, Spec: rec.Spec, Status: rec.Status, NextRound: rec.Round, RoundsLeft: rec.RoundsLeft, Version: rec.Latest, Created: rec.Created}
 		if spec, err := task.Parse(rec.Spec); err == nil {
 			ti.Dataset = spec.Dataset
 			if ms, err := spec.ModelSpec(); err == nil {
@@ -380,6 +382,9 @@ func (s *Server) adminAgentsRevoke(_ context.Context, body []byte) (any, error) 
 type AdminClient struct {
 	tr   *quic.Transport
 	conn *quic.Conn
+	// SigningKey verifies the coordinator's model versions (nil if the admin directory
+	// has no signing.pub).
+	SigningKey ed25519.PublicKey
 }
 
 // DialAdmin connects to the coordinator described by an admin directory: the
@@ -404,7 +409,7 @@ func DialAdmin(ctx context.Context, dir, addr string) (*AdminClient, error) {
 		_ = tr.Close()
 		return nil, fmt.Errorf("connect to coordinator at %s: %w", addr, err)
 	}
-	return &AdminClient{tr: tr, conn: conn}, nil
+	return &AdminClient{tr: tr, conn: conn, SigningKey: cd.SigningKey}, nil
 }
 
 // Call invokes method with req (JSON-encoded) and decodes the reply into resp.

@@ -23,7 +23,7 @@ import (
 // Evaluator scores a new version centrally, before it is committed (for example on a
 // held-out set the coordinator holds, as `fedq sim` does); its metrics are stored with
 // the version.
-type Evaluator func(task string, spec compute.Spec, weights []float32) (map[string]float64, error)
+type Evaluator func(task string, round uint64, spec compute.Spec, weights []float32) (map[string]float64, error)
 
 // rounds is the driver of the round engine: it owns the engine and every task's model
 // in memory, and carries out the engine's actions with the store, the blobs and the
@@ -269,7 +269,7 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	}
 	metrics := map[string]float64{"train_loss": a.Loss, "updates": float64(a.Updates), "examples": float64(a.Examples)}
 	if ev := r.srv.cfg.Evaluate; ev != nil {
-		m, err := ev(a.Task, tm.mspec, next)
+		m, err := ev(a.Task, a.Round, tm.mspec, next)
 		if err != nil {
 			r.log.Warn("evaluation failed", "task", a.Task, "err", err)
 		}

@@ -72,6 +72,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			agentCommand(),
 			agentsCommand(),
 			adminCommand(),
+			taskCommand(),
+			roundCommand(),
+			statusCommand(),
+			versionsCommand(),
+			modelCommand(),
+			simCommand(),
 		},
 	}
 }

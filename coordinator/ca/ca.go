@@ -315,6 +315,9 @@ func (a *Authority) WriteAdminCert(dir, name string, now time.Time) error {
 		if err := keyfile.Write(filepath.Join(dir, CACertFile), keyfile.CertPEM(a.CACert.Raw), 0o644); err != nil {
 			return fmt.Errorf("admin cert: %w", err)
 		}
+		if err := keyfile.Write(filepath.Join(dir, SigningPubFile), mustPEMPub(a.SigningKey.Public()), 0o644); err != nil {
+			return fmt.Errorf("admin cert: %w", err)
+		}
 		if err := writeJSON(filepath.Join(dir, ConfigFile), Config{Addr: a.Config.Addr}); err != nil {
 			return fmt.Errorf("admin cert: %w", err)
 		}
@@ -338,6 +341,8 @@ type ClientDir struct {
 	Addr string
 	CA   *x509.Certificate
 	Cert tls.Certificate
+	// SigningKey verifies model versions (nil if the directory has no signing.pub).
+	SigningKey ed25519.PublicKey
 }
 
 // LoadAdmin reads an admin directory written by WriteAdminCert (or a coordinator's own).
@@ -357,7 +362,11 @@ func LoadAdmin(dir string) (*ClientDir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load admin certificate from %s: %w", dir, err)
 	}
-	return &ClientDir{Addr: cfg.Addr, CA: ca, Cert: cert}, nil
+	cd := &ClientDir{Addr: cfg.Addr, CA: ca, Cert: cert}
+	if pub, err := keyfile.ReadPublicKey(filepath.Join(dir, SigningPubFile)); err == nil {
+		cd.SigningKey, _ = pub.(ed25519.PublicKey)
+	}
+	return cd, nil
 }
 
 func randSerial() *big.Int {

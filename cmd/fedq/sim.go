@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/fedq/fedq/coordinator/sim"
+)
+
+func simCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sim",
+		Usage: "run a whole federation in one process: a coordinator and N agents over QUIC on 127.0.0.1, on MNIST",
+		Description: `Partitions the MNIST training set across the agents, runs rounds of federated
+training, and scores every version on the test set (which no agent holds). Example, McMahan
+et al. (2017)'s 2NN on IID data:
+
+   fedq sim --agents 100 --model 2nn --partition iid --fraction 0.1 --local-epochs 1 \
+            --batch 10 --lr 0.1 --rounds 200 --target-accuracy 0.97`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "agents", Value: 10, Usage: "agents in the federation"},
+			&cli.StringFlag{Name: "model", Value: "2nn", Usage: "2nn, cnn, a JSON spec file, or inline JSON"},
+			&cli.StringFlag{Name: "partition", Value: "iid", Usage: "iid, dirichlet:ALPHA, or shards[:PER_AGENT] (McMahan's pathological non-IID)"},
+			&cli.Float64Flag{Name: "fraction", Value: 1, Usage: "share of agents selected per round (C)"},
+			&cli.IntFlag{Name: "local-epochs", Value: 1, Usage: "local epochs per round (E)"},
+			&cli.IntFlag{Name: "batch", Value: 10, Usage: "local mini-batch size (B)"},
+			&cli.Float64Flag{Name: "lr", Value: 0.1, Usage: "local learning rate"},
+			&cli.IntFlag{Name: "rounds", Value: 20, Usage: "rounds to run at most"},
+			&cli.Float64Flag{Name: "target-accuracy", Usage: "stop once a version reaches this test accuracy (e.g. 0.97)"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
+			&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
+			&cli.StringFlag{Name: "plot", Usage: "write the test-accuracy curve to this PNG file"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object at the end instead of a line per round"},
+			&cli.BoolFlag{Name: "verbose", Usage: "show the coordinator's and agents' logs"},
+		},
+		Action: runSim,
+	}
+}
+
+func runSim(c *cli.Context) error {
+	cfg := sim.Config{Agents: c.Int("agents"), Model: c.String("model"), Partition: c.String("partition"), Fraction: c.Float64("fraction"),
+		Epochs: c.Int("local-epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Rounds: c.Int("rounds"),
+		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir")}
+	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
+		return usageError("need --agents, --rounds, --local-epochs, --batch ≥ 1, --lr > 0 and --fraction in (0, 1]")
+	}
+	if c.Bool("verbose") {
+		cfg.Logger = slog.Default()
+	}
+	w := c.App.Writer
+	if !c.Bool("json") {
+		fmt.Fprintf(w, "federation of %d agents, %s, %s partition, C=%g E=%d B=%d lr=%g\n", cfg.Agents, cfg.Model, cfg.Partition,
+			cfg.Fraction, cfg.Epochs, cfg.Batch, cfg.LR)
+		cfg.Progress = func(r sim.Round) {
+			fmt.Fprintf(w, "round %4d  accuracy %6.2f%%  loss %.4f  %6.2fs\n", r.Round, 100*r.Accuracy, r.Loss, r.Seconds)
+		}
+	}
+	res, err := sim.Run(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	if p := c.String("plot"); p != "" {
+		if err := plotAccuracy(p, res, cfg); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(w, res)
+	}
+	if cfg.Target > 0 {
+		if res.RoundsToTarget > 0 {
+			fmt.Fprintf(w, "reached %.2f%% in %d rounds (%.1fs)\n", 100*cfg.Target, res.RoundsToTarget, res.Seconds)
+		} else {
+			fmt.Fprintf(w, "did not reach %.2f%% in %d rounds: final accuracy %.2f%% (%.1fs)\n", 100*cfg.Target, len(res.Rounds), 100*res.FinalAccuracy, res.Seconds)
+		}
+	} else {
+		fmt.Fprintf(w, "final accuracy %.2f%% after %d rounds (%.1fs)\n", 100*res.FinalAccuracy, len(res.Rounds), res.Seconds)
+	}
+	return nil
+}
+
+// plotAccuracy draws test accuracy per round.
+func plotAccuracy(path string, res *sim.Result, cfg sim.Config) error {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("fedq sim: %s, %d agents, %s, C=%g E=%d B=%d", cfg.Model, cfg.Agents, cfg.Partition, cfg.Fraction, cfg.Epochs, cfg.Batch)
+	p.X.Label.Text = "round"
+	p.Y.Label.Text = "test accuracy"
+	pts := make(plotter.XYs, len(res.Rounds))
+	for i, r := range res.Rounds {
+		pts[i] = plotter.XY{X: float64(r.Round), Y: r.Accuracy}
+	}
+	line, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	p.Add(line, plotter.NewGrid())
+	if cfg.Target > 0 {
+		target, err := plotter.NewLine(plotter.XYs{{X: 0, Y: cfg.Target}, {X: float64(max(1, len(res.Rounds))), Y: cfg.Target}})
+		if err != nil {
+			return err
+		}
+		target.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
+		p.Add(target)
+	}
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
