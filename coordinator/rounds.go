@@ -281,6 +281,9 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	if err != nil {
 		return fail(err)
 	}
+	if hook := r.srv.cfg.AfterBlobWrite; hook != nil {
+		hook(a.Task, a.Round)
+	}
 	num, err := r.srv.store.NextVersion()
 	if err != nil {
 		return fail(err)

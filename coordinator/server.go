@@ -49,6 +49,9 @@ type Config struct {
 	// StagingBuffers is how many uploads of a task are received at once (default 1):
 	// each holds one model-sized buffer until it is checked and folded in.
 	StagingBuffers int
+	// AfterBlobWrite, when set, is called between writing a new version's weights and
+	// committing its metadata: fault-injection tests crash the process there.
+	AfterBlobWrite func(task string, round uint64)
 }
 
 // Server is a running coordinator endpoint.
