@@ -366,4 +366,3 @@ func pullModel(c *cli.Context) error {
 		return nil
 	})
 }
-
