@@ -57,7 +57,7 @@ type taskModel struct {
 }
 
 func newRounds(s *Server) *rounds {
-	return &rounds{srv: s, log: s.log, eng: engine.New(), in: make(chan func(), 1024),
+	return &rounds{srv: s, log: s.log, eng: engine.New(newSessionID()[:8]), in: make(chan func(), 1024),
 		tasks: map[string]*taskModel{}, byTask: map[string]*taskModel{}, online: map[string]string{}}
 }
 
@@ -138,7 +138,7 @@ func (r *rounds) load(rec store.TaskRecord) error {
 	tm.setBase(v, tm.base, r.srv)
 	r.tasks[spec.Name] = tm
 	r.step(engine.TaskAdded{State: engine.TaskState{Spec: spec, Status: engine.Status(rec.Status), Round: rec.Round,
-		Attempt: rec.Attempt, RoundsLeft: rec.RoundsLeft, Base: engine.Version{Number: v.Number, Hash: v.Hash}}})
+		RoundsLeft: rec.RoundsLeft, Base: engine.Version{Number: v.Number, Hash: v.Hash}}})
 	return nil
 }
 
@@ -214,11 +214,7 @@ func (r *rounds) do(a engine.Action) engine.Event {
 	switch a := a.(type) {
 	case engine.StartRound:
 		tm := r.tasks[a.Task]
-		rec := &store.RoundRecord{Task: a.Task, Round: a.Round, Attempt: a.Attempt, TaskID: a.TaskID, Selected: len(a.Selected), Started: r.srv.cfg.Now().UTC()}
-		if err := r.srv.store.StartAttempt(*rec); err != nil {
-			r.log.Error("record round start", "task", a.TaskID, "err", err)
-		}
-		tm.record = rec
+		tm.record = &store.RoundRecord{Task: a.Task, Round: a.Round, Attempt: a.Attempt, TaskID: a.TaskID, Selected: len(a.Selected), Started: r.srv.cfg.Now().UTC()}
 		tm.agg = tm.strategy.NewRound(tm.size)
 		r.byTask[a.TaskID] = tm
 		r.log.Info("round started", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "selected", len(a.Selected), "base", a.Base.Number)

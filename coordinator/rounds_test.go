@@ -30,6 +30,12 @@ func blobs(n int, seed uint64) *dataset.Dataset {
 
 func trainingAgent(t testing.TB, c *cluster, name string, data *dataset.Dataset) *runningAgent {
 	t.Helper()
+	return trainingAgentData(t, c, name, data, 0)
+}
+
+// trainingAgentData starts an agent offering data under the name "blobs".
+func trainingAgentData(t testing.TB, c *cluster, name string, data *dataset.Dataset, _ int) *runningAgent {
+	t.Helper()
 	id := c.enroll(name)
 	ra := &runningAgent{events: make(chan agent.Event, 64), done: make(chan error, 1)}
 	d, err := agent.New(agent.Config{Identity: id, Logger: quietLogger(), Data: map[string]*dataset.Dataset{"blobs": data},

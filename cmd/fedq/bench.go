@@ -19,7 +19,7 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure fedq's speed",
-		Subcommands: []*cli.Command{benchAgentsCommand(), {
+		Subcommands: []*cli.Command{benchAgentsCommand(), benchRoundsCommand(), {
 			Name:  "train",
 			Usage: "time training steps on MNIST and print the median samples/s",
 			Description: `Runs plain-SGD training steps (batch gathering, forward, loss, backward, update) on

@@ -95,9 +95,11 @@ func coordinatorCommand() *cli.Command {
 				dirFlag("coordinator directory (from `fedq ca init`)"),
 				&cli.StringFlag{Name: "listen", Usage: "UDP address to listen on (default: the port of the address in coordinator.json, all interfaces)"},
 				&cli.DurationFlag{Name: "heartbeat", Value: coordinator.DefaultHeartbeat, Usage: "heartbeat interval asked of agents"},
+				&cli.IntFlag{Name: "staging", Value: 1, Usage: "updates of a task received at once (each holds one model-sized buffer)"},
 			},
 			Action: func(c *cli.Context) error {
-				srv, err := coordinator.Listen(coordinator.Config{Dir: c.String("dir"), Listen: c.String("listen"), Heartbeat: c.Duration("heartbeat")})
+				srv, err := coordinator.Listen(coordinator.Config{Dir: c.String("dir"), Listen: c.String("listen"), Heartbeat: c.Duration("heartbeat"),
+					StagingBuffers: c.Int("staging")})
 				if err != nil {
 					return err
 				}

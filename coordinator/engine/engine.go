@@ -19,9 +19,10 @@
 //	          version and reports Committed; with fewer, the round fails
 //
 // A failed round leaves the task's version where it was and is tried again with a new
-// attempt number. Round numbers only advance on commit, so versions stay contiguous; a
-// task ID names (task, round, attempt), so an update from an earlier attempt — a replay,
-// or an agent that did not notice a coordinator restart — is refused.
+// attempt number. Round numbers only advance on commit, so versions stay contiguous. A
+// task ID names (task, round, attempt, boot), where boot is unique to each start of the
+// coordinator, so an update from an earlier attempt — a replay, or an agent that did not
+// notice a coordinator restart — is refused, without writing every attempt to disk.
 package engine
 
 import (
@@ -60,8 +61,6 @@ type TaskState struct {
 	Status Status
 	// Round is the next round to run: committed rounds + 1.
 	Round uint64
-	// Attempt is the number of attempts already started of Round.
-	Attempt uint32
 	// RoundsLeft is how many more rounds to commit.
 	RoundsLeft int
 	// Base is the task's latest version, which the next round trains from.
@@ -144,8 +143,8 @@ func (CommitFailed) event()    {}
 type (
 	// Action is an output of the engine, for the driver to carry out in order.
 	Action interface{ action() }
-	// StartRound: a round attempt begins. The driver records the attempt durably and
-	// prepares an aggregator; the offers follow.
+	// StartRound: a round attempt begins. The driver prepares an aggregator; the offers
+	// follow.
 	StartRound struct {
 		Task     string
 		Round    uint64
@@ -239,6 +238,7 @@ type round struct {
 
 type taskRun struct {
 	TaskState
+	attempt uint32 // attempts of Round started in this boot
 	cur     *round
 	waiting bool // last check found too few eligible agents
 }
@@ -251,6 +251,7 @@ type agentInfo struct {
 // Engine is the round engine. It is not safe for concurrent use: the driver calls it
 // from one goroutine.
 type Engine struct {
+	boot   string
 	now    time.Time
 	agents map[string]*agentInfo
 	tasks  map[string]*taskRun
@@ -259,13 +260,15 @@ type Engine struct {
 }
 
 // New returns an engine with no agents and no tasks; start it with Tick and TaskAdded.
-func New() *Engine {
-	return &Engine{agents: map[string]*agentInfo{}, tasks: map[string]*taskRun{}, byID: map[string]string{}}
+// boot must differ between starts of the coordinator (a random string); it makes task
+// IDs unique across restarts.
+func New(boot string) *Engine {
+	return &Engine{boot: boot, agents: map[string]*agentInfo{}, tasks: map[string]*taskRun{}, byID: map[string]string{}}
 }
 
-// TaskID names an attempt of a round of a task.
-func TaskID(taskName string, round uint64, attempt uint32) string {
-	return fmt.Sprintf("%s.r%d.a%d", taskName, round, attempt)
+// TaskID names an attempt of a round of a task, in one start of the coordinator.
+func TaskID(taskName string, round uint64, attempt uint32, boot string) string {
+	return fmt.Sprintf("%s.r%d.a%d.%s", taskName, round, attempt, boot)
 }
 
 // Step applies one event and returns the actions it calls for.
@@ -339,7 +342,7 @@ func (e *Engine) Step(ev Event) []Action {
 		}
 		t.Base = ev.Version
 		t.Round++
-		t.Attempt = 0
+		t.attempt = 0
 		t.cur = nil
 		delete(e.byID, ev.TaskID)
 		if t.RoundsLeft > 0 {
@@ -517,12 +520,12 @@ func (e *Engine) start(t *taskRun) []Action {
 	}
 	t.waiting = false
 	slices.Sort(eligible)
-	t.Attempt++
-	rng := rand.New(rand.NewPCG(t.Spec.Seed^t.Round, uint64(t.Attempt)))
+	t.attempt++
+	rng := rand.New(rand.NewPCG(t.Spec.Seed^t.Round, uint64(t.attempt)))
 	rng.Shuffle(len(eligible), func(i, j int) { eligible[i], eligible[j] = eligible[j], eligible[i] })
 	chosen := eligible[:sel]
 	slices.Sort(chosen)
-	r := &round{round: t.Round, attempt: t.Attempt, taskID: TaskID(t.Spec.Name, t.Round, t.Attempt), base: t.Base,
+	r := &round{round: t.Round, attempt: t.attempt, taskID: TaskID(t.Spec.Name, t.Round, t.attempt, e.boot), base: t.Base,
 		aim: aim, quorum: quorum, phase: PhaseConfigure, start: e.now,
 		configBy: e.now.Add(time.Duration(t.Spec.Deadlines.Configure)), trainBy: e.now.Add(time.Duration(t.Spec.Deadlines.Train)),
 		parts: make(map[string]part, sel), order: chosen}

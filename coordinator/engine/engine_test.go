@@ -68,6 +68,7 @@ type sim struct {
 	actions  int
 	crashAt  map[int]bool // crash after these action counts
 	crashes  int
+	taskIDs  map[string]bool // every task ID ever started
 	durable  TaskState
 	versions []Version // versions[i].Number == i
 	commits  map[uint64]int
@@ -76,7 +77,7 @@ type sim struct {
 
 func newSim(t *testing.T, n int, s *task.Spec, beh behaviour, seed uint64) *sim {
 	sm := &sim{t: t, rng: rand.New(rand.NewPCG(seed, 99)), now: time.Unix(1e9, 0), spec: s, beh: beh, online: map[string]bool{},
-		crashAt: map[int]bool{}, commits: map[uint64]int{}}
+		crashAt: map[int]bool{}, commits: map[uint64]int{}, taskIDs: map[string]bool{}}
 	sm.versions = []Version{{Number: 0, Hash: [32]byte{1}}}
 	sm.durable = TaskState{Spec: s, Status: Idle, Round: 1, Base: sm.versions[0]}
 	for i := range n {
@@ -89,7 +90,7 @@ func newSim(t *testing.T, n int, s *task.Spec, beh behaviour, seed uint64) *sim 
 // boot builds a fresh engine from the durable state and the online agents, as a
 // restarted coordinator does.
 func (sm *sim) boot() {
-	sm.eng = New()
+	sm.eng = New(fmt.Sprintf("boot%d", sm.crashes))
 	sm.apply(Tick{Now: sm.now})
 	sm.apply(TaskAdded{State: sm.durable})
 	ids := make([]string, 0, len(sm.online))
@@ -129,10 +130,10 @@ func (sm *sim) do(a Action) {
 		if a.Round != sm.durable.Round || a.Base != sm.durable.Base {
 			sm.t.Fatalf("round %d from %v started, durable state is round %d at %v", a.Round, a.Base, sm.durable.Round, sm.durable.Base)
 		}
-		if a.Attempt <= sm.durable.Attempt {
-			sm.t.Fatalf("attempt %d reused (durable %d)", a.Attempt, sm.durable.Attempt)
+		if sm.taskIDs[a.TaskID] {
+			sm.t.Fatalf("task ID %s reused", a.TaskID)
 		}
-		sm.durable.Attempt = a.Attempt
+		sm.taskIDs[a.TaskID] = true
 	case SendOffer:
 		switch r := sm.rng.Float64(); {
 		case r < sm.beh.decline:
@@ -158,7 +159,7 @@ func (sm *sim) do(a Action) {
 		v := Version{Number: uint64(len(sm.versions)), Hash: [32]byte{byte(len(sm.versions)), 2}}
 		sm.versions = append(sm.versions, v)
 		sm.commits[a.Round]++
-		sm.durable.Base, sm.durable.Round, sm.durable.Attempt = v, a.Round+1, 0
+		sm.durable.Base, sm.durable.Round = v, a.Round+1
 		sm.durable.RoundsLeft--
 		if sm.durable.RoundsLeft == 0 {
 			sm.durable.Status = Done
@@ -320,7 +321,7 @@ func TestBelowQuorumRoundFailsAndVersionStays(t *testing.T) {
 }
 
 func TestAdmitRefusals(t *testing.T) {
-	e := New()
+	e := New("b")
 	e.Step(Tick{Now: time.Unix(1e9, 0)})
 	s := spec(t, 2, 0)
 	base := Version{Number: 3, Hash: [32]byte{3}}
@@ -345,7 +346,7 @@ func TestAdmitRefusals(t *testing.T) {
 		base          Version
 		want          string
 	}{
-		{in, "mnist.r3.a1", 3, base, "not running"},
+		{in, "mnist.r3.a1.b", 3, base, "not running"},
 		{in, sr.TaskID, 3, base, "round 3"},
 		{in, sr.TaskID, 4, Version{Number: 2}, "trained from version 2"},
 		{out, sr.TaskID, 4, base, "not selected"},

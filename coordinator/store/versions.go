@@ -47,10 +47,8 @@ type TaskRecord struct {
 	Spec json.RawMessage `json:"spec"`
 	// Status is idle, running or done (see engine.Status).
 	Status string `json:"status"`
-	// Round is the next round to run (committed rounds + 1); Attempt the attempts of it
-	// already started.
+	// Round is the next round to run: committed rounds + 1.
 	Round      uint64    `json:"round"`
-	Attempt    uint32    `json:"attempt"`
 	RoundsLeft int       `json:"rounds_left"`
 	Latest     uint64    `json:"latest_version"`
 	Created    time.Time `json:"created"`
@@ -76,10 +74,12 @@ type RoundRecord struct {
 
 func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
-func roundKey(task string, round uint64, attempt uint32) []byte {
-	k := append([]byte(task), 0)
-	k = binary.BigEndian.AppendUint64(k, round)
-	return binary.BigEndian.AppendUint32(k, attempt)
+// roundKey orders a task's round records by round; the task ID (unique per attempt and
+// start of the coordinator) tells attempts apart.
+func roundKey(r *RoundRecord) []byte {
+	k := append([]byte(r.Task), 0)
+	k = binary.BigEndian.AppendUint64(k, r.Round)
+	return append(k, r.TaskID...)
 }
 
 func putJSON(b *bolt.Bucket, key []byte, v any) error {
@@ -198,24 +198,11 @@ func (s *Store) RequestRounds(name string, n int) (TaskRecord, error) {
 	return out, err
 }
 
-// StartAttempt records that an attempt of a round began, so that a restart never reuses
-// its attempt number (and so its task ID).
-func (s *Store) StartAttempt(r RoundRecord) error {
-	return s.updateTask(r.Task, func(tx *bolt.Tx, t *TaskRecord) error {
-		if r.Round != t.Round || r.Attempt <= t.Attempt {
-			return fmt.Errorf("attempt %d of round %d of %s out of sequence (task at round %d, attempt %d)", r.Attempt, r.Round, r.Task, t.Round, t.Attempt)
-		}
-		t.Attempt = r.Attempt
-		r.Result = "running"
-		return putJSON(tx.Bucket(bucketRounds), roundKey(r.Task, r.Round, r.Attempt), &r)
-	})
-}
-
 // FailAttempt records that an attempt ended without a version.
 func (s *Store) FailAttempt(r RoundRecord) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		r.Result = "failed"
-		return putJSON(tx.Bucket(bucketRounds), roundKey(r.Task, r.Round, r.Attempt), &r)
+		return putJSON(tx.Bucket(bucketRounds), roundKey(&r), &r)
 	})
 }
 
@@ -232,10 +219,10 @@ func (s *Store) Commit(r RoundRecord, v Version) (TaskRecord, error) {
 			return err
 		}
 		r.Result, r.Version = "committed", v.Number
-		if err := putJSON(tx.Bucket(bucketRounds), roundKey(r.Task, r.Round, r.Attempt), &r); err != nil {
+		if err := putJSON(tx.Bucket(bucketRounds), roundKey(&r), &r); err != nil {
 			return err
 		}
-		t.Latest, t.Round, t.Attempt = v.Number, t.Round+1, 0
+		t.Latest, t.Round = v.Number, t.Round+1
 		if t.RoundsLeft > 0 {
 			t.RoundsLeft--
 		}

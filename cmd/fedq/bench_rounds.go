@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/compute/dataset"
+	"github.com/fedq/fedq/coordinator"
+	"github.com/fedq/fedq/coordinator/ca"
+	"github.com/fedq/fedq/protocol"
+	"github.com/fedq/fedq/protocol/transport"
+)
+
+func benchRoundsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "rounds",
+		Usage: "measure the framework's cost per round: N agents, a P-parameter model, trivial local training",
+		Description: `Starts this binary's coordinator in a child process, enrolls N agents in this process over
+loopback QUIC, submits a task whose model is one dense layer of about P parameters trained
+for one step on one sample, and runs R rounds in which every agent takes part. Reports the
+median time per round (from the versions' commit times, first round excluded) and the
+coordinator's peak resident memory against the model's size.`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "agents", Value: 10, Usage: "agents, all selected every round"},
+			&cli.IntFlag{Name: "params", Value: 1000, Usage: "model parameters (approximately)"},
+			&cli.IntFlag{Name: "rounds", Value: 20, Usage: "rounds to run"},
+			&cli.IntFlag{Name: "staging", Value: 1, Usage: "uploads the coordinator receives at once"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+		},
+		Action: runBenchRounds,
+	}
+}
+
+func runBenchRounds(c *cli.Context) error {
+	n, params, rounds := c.Int("agents"), c.Int("params"), c.Int("rounds")
+	if n < 1 || params < 4 || rounds < 2 {
+		return usageError("need --agents ≥ 1, --params ≥ 4, --rounds ≥ 2")
+	}
+	ctx := c.Context
+	classes := max(2, int(math.Round(math.Sqrt(float64(params)))))
+	inputs := max(1, params/classes-1)
+	dir, err := os.MkdirTemp("", "fedq-bench-rounds-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	port, err := freeUDPPort()
+	if err != nil {
+		return err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	auth, err := ca.Init(dir, ca.InitOptions{Addr: addr})
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, exe, "--log-level", "warn", "coordinator", "run", "--dir", dir, "--listen", addr,
+		"--heartbeat", "10s", "--staging", fmt.Sprint(c.Int("staging")))
+	cmd.Stdout, cmd.Stderr = io.Discard, c.App.ErrWriter
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	var adm *coordinator.AdminClient
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if adm, err = coordinator.DialAdmin(ctx, dir, addr); err == nil {
+			if _, err = adm.Status(ctx); err == nil {
+				break
+			}
+			adm.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the coordinator did not come up: %w", err)
+		}
+	}
+	defer adm.Close()
+
+	// One sample per agent: training is one step.
+	data := &dataset.Dataset{Name: "bench", X: make([]float32, inputs), Y: []int32{0}, Shape: []int{inputs}, NumClasses: classes}
+	caps := protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "bench", Data: data}})}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tr, err := transport.NewClientTransport()
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	actx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	for i := range n {
+		name := fmt.Sprintf("bench-%03d", i)
+		tok, _, err := auth.CreateToken(name, time.Hour, addr, time.Now())
+		if err != nil {
+			return err
+		}
+		id, err := agent.Enroll(ctx, fmt.Sprintf("%s/agents/%s", dir, name), tok, agent.EnrollOptions{Name: name})
+		if err != nil {
+			return err
+		}
+		d, err := agent.New(agent.Config{Identity: id, Logger: quiet, Transport: tr, Capabilities: caps,
+			Data: map[string]*dataset.Dataset{"bench": data}})
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { _ = d.Run(actx) })
+	}
+	for {
+		st, err := adm.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Online == n {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	spec := fmt.Sprintf(`{"name": "bench", "dataset": "bench", "seed": 1,
+	  "model": {"input": [%d], "classes": %d, "layers": [{"type": "dense", "out": %d}]},
+	  "train": {"local_steps": 1, "batch": 1, "lr": 0.01}, "agents_per_round": %d, "quorum": %d, "over_select": 1,
+	  "deadlines": {"configure": "1m", "train": "10m"}}`, inputs, classes, classes, n, n)
+	v0, err := adm.SubmitTask(ctx, json.RawMessage(spec))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, err := adm.StartRounds(ctx, "bench", rounds); err != nil {
+		return err
+	}
+	for {
+		ts, err := adm.Tasks(ctx)
+		if err != nil {
+			return err
+		}
+		if len(ts) == 1 && ts[0].Status == "done" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wall := time.Since(start)
+	vs, err := adm.Versions(ctx, "bench")
+	if err != nil {
+		return err
+	}
+	var per []float64
+	for i := 2; i < len(vs); i++ {
+		per = append(per, vs[i].Created.Sub(vs[i-1].Created).Seconds())
+	}
+	slices.Sort(per)
+	rss, peak, err := rssKB(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	modelMB := float64(4*v0.Params) / (1 << 20)
+	rep := map[string]any{"agents": n, "params": v0.Params, "rounds": rounds, "seconds_per_round_median": per[len(per)/2],
+		"seconds_per_round_mean": wall.Seconds() / float64(rounds), "coordinator_rss_mb": float64(rss) / 1024,
+		"coordinator_rss_peak_mb": float64(peak) / 1024, "model_mb": modelMB, "peak_rss_over_model": float64(peak) / 1024 / modelMB}
+	if c.Bool("json") {
+		return json.NewEncoder(c.App.Writer).Encode(rep)
+	}
+	fmt.Fprintf(c.App.Writer, "%d agents, %d parameters (%.1f MB): %.1f ms per round (median of %d; mean %.1f ms); coordinator peak RSS %.0f MB = %.1f× the model\n",
+		n, v0.Params, modelMB, 1000*per[len(per)/2], len(per), 1000*wall.Seconds()/float64(rounds), float64(peak)/1024, float64(peak)/1024/modelMB)
+	return nil
+}

@@ -1,0 +1,48 @@
+package coordinator_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fedq/fedq/compute/dataset"
+)
+
+// BenchmarkRoundOverhead times rounds of N in-process agents with trivial training (one
+// step on one sample of a ~1k-parameter model): the framework's own cost per round.
+// `fedq bench rounds` measures the same with the coordinator in its own process.
+func BenchmarkRoundOverhead(b *testing.B) {
+	for _, n := range []int{10, 50} {
+		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
+			c := newClusterHB(b, 10*time.Second)
+			data := &dataset.Dataset{Name: "blobs", X: make([]float32, 31), Y: []int32{0}, Shape: []int{31}, NumClasses: 32}
+			for i := range n {
+				trainingAgentData(b, c, fmt.Sprintf("a%03d", i), data, 31)
+			}
+			ctx := context.Background()
+			adm := c.admin()
+			spec := fmt.Sprintf(`{"name": "bench", "dataset": "blobs", "seed": 1,
+			  "model": {"input": [31], "classes": 32, "layers": [{"type": "dense", "out": 32}]},
+			  "train": {"local_steps": 1, "batch": 1, "lr": 0.01}, "agents_per_round": %d, "quorum": %d, "over_select": 1}`, n, n)
+			if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			if _, err := adm.StartRounds(ctx, "bench", b.N); err != nil {
+				b.Fatal(err)
+			}
+			for {
+				ts, err := adm.Tasks(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ts[0].Status == "done" {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+}
