@@ -44,6 +44,21 @@ func taskCommand() *cli.Command {
 			Name:      "submit",
 			Usage:     "submit a task spec (JSON): the coordinator checks it and stores its initial model as a version",
 			ArgsUsage: "FILE",
+			Description: `A task spec is a JSON object (see examples/ in the repository):
+
+   name              1-64 letters, digits, '.', '-', '_'
+   model             "2nn", "cnn", or a model spec object {"input": [...], "classes": N, "layers": [...]}
+   dataset           the name agents give their data (fedq agent run --data NAME=SOURCE)
+   train             {"epochs" | "local_steps", "batch", "lr", "optimizer": sgd|adam, "momentum", "weight_decay"}
+   strategy          {"name": "fedavg"} (default)
+   rounds            rounds to run when fedq round start gives no --rounds
+   agents_per_round  updates a round aims for — or fraction: the share of eligible agents (C)
+   over_select       select this many times the aim, to absorb stragglers (default 1.3)
+   quorum            fewest updates a round commits with (default half the aim)
+   deadlines         {"configure": "10s", "train": "10m"} (defaults)
+   seed              initial model and agent selection
+
+Unknown fields are refused; every error names the field.`,
 			Flags:     append(adminFlags(), jsonFlag()),
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {

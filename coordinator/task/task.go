@@ -130,7 +130,7 @@ func Parse(data []byte) (*Spec, error) {
 		case errors.As(err, &ue):
 			return nil, bad(ue.Field, "want %s, got JSON %s", ue.Type, ue.Value)
 		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			return nil, fmt.Errorf("task spec: %s (see `fedq help task`)", strings.TrimPrefix(err.Error(), "json: "))
+			return nil, fmt.Errorf("task spec: %s (see `fedq help task submit`)", strings.TrimPrefix(err.Error(), "json: "))
 		}
 		return nil, fmt.Errorf("task spec: %w", err)
 	}

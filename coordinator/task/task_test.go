@@ -1,0 +1,72 @@
+package task
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExamplesParse(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.json")
+	if len(files) == 0 {
+		t.Fatal("no example task specs")
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := Parse([]byte(`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"fraction":0.1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.OverSelect != DefaultOverSelect || time.Duration(s.Deadlines.Train) != DefaultTrain || s.Train.Optimizer != "sgd" || s.Strategy.Name != "fedavg" {
+		t.Fatalf("defaults not filled: %+v", s)
+	}
+	if aim, sel := s.Aim(100); aim != 10 || sel != 13 {
+		t.Fatalf("Aim(100) = %d, %d; want 10, 13", aim, sel)
+	}
+	if aim, sel := s.Aim(3); aim != 1 || sel != 2 {
+		t.Fatalf("Aim(3) = %d, %d", aim, sel)
+	}
+	if q := s.MinUpdates(10); q != 5 {
+		t.Fatalf("MinUpdates(10) = %d", q)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	base := `"model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"agents_per_round":5`
+	cases := []struct{ spec, field string }{
+		{`{"name":"bad name!",` + base + `}`, "name"},
+		{`{"name":"a","model":"resnet","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"agents_per_round":5}`, "model"},
+		{`{"name":"a","model":{"input":[4],"classes":2,"layers":[{"type":"conv9"}]},"dataset":"d","train":{"epochs":1,"batch":1,"lr":0.1},"agents_per_round":1}`, "model"},
+		{`{"name":"a","model":"2nn","train":{"epochs":1,"batch":10,"lr":0.1},"agents_per_round":5}`, "dataset"},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"batch":10,"lr":0.1},"agents_per_round":5}`, "train.epochs"},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":0,"lr":0.1},"agents_per_round":5}`, "train.batch"},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":-1},"agents_per_round":5}`, "train.lr"},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1,"optimizer":"lbfgs"},"agents_per_round":5}`, "train.optimizer"},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1}}`, "agents_per_round"},
+		{`{"name":"a",` + base + `,"fraction":0.5}`, "fraction"},
+		{`{"name":"a",` + base + `,"quorum":6}`, "quorum"},
+		{`{"name":"a",` + base + `,"over_select":0.5}`, "over_select"},
+		{`{"name":"a",` + base + `,"strategy":{"name":"krum9"}}`, "strategy.name"},
+		{`{"name":"a",` + base + `,"deadlines":{"configure":"1m","train":"10s"}}`, "deadlines.train"},
+		{`{"name":"a",` + base + `,"deadlines":{"train":"soon"}}`, "duration"},
+		{`{"name":"a",` + base + `,"epochz":1}`, "unknown field"},
+		{`{"name":"a",` + base + `,"rounds":"many"}`, "rounds"},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.spec))
+		if err == nil || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("Parse(%s) = %v, want an error about %q", c.spec, err, c.field)
+		}
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.json")); err == nil || !os.IsNotExist(err) {
+		t.Errorf("Load(missing) = %v", err)
+	}
+}
