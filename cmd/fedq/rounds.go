@@ -59,7 +59,7 @@ func taskCommand() *cli.Command {
    seed              initial model and agent selection
 
 Unknown fields are refused; every error names the field.`,
-			Flags:     append(adminFlags(), jsonFlag()),
+			Flags: append(adminFlags(), jsonFlag()),
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return usageError("task submit takes one spec file")
