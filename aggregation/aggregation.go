@@ -30,6 +30,11 @@ type Strategy interface {
 }
 
 // Aggregator folds a round's updates.
+//
+// It owns one model-sized accumulator. Finish computes the next weights in place of it
+// and hands it over; Reset gives the aggregator a buffer for the next round — usually
+// the previous base, which the new weights replace — so a coordinator cycles through a
+// fixed set of buffers and allocates nothing per round.
 type Aggregator interface {
 	// Add folds in one checked update of len(size) values, weighted by examples.
 	Add(update []float32, examples uint64) error
@@ -37,9 +42,11 @@ type Aggregator interface {
 	Count() int
 	// Examples is the sum of their example counts.
 	Examples() uint64
-	// Finish writes the next global weights into dst from the round's base weights
-	// (dst and base may be the same slice).
-	Finish(base, dst []float32) error
+	// Finish returns the next global weights, computed from the round's base weights
+	// into the aggregator's accumulator. The aggregator then needs Reset.
+	Finish(base []float32) ([]float32, error)
+	// Reset starts a new round accumulating into buf (len(buf) = size), which it zeroes.
+	Reset(buf []float32)
 }
 
 // CheckUpdate verifies that an update has the model's size and only finite values.
@@ -91,18 +98,30 @@ func (a *weightedSum) Add(u []float32, examples uint64) error {
 func (a *weightedSum) Count() int       { return a.count }
 func (a *weightedSum) Examples() uint64 { return a.examples }
 
-func (a *weightedSum) Finish(base, dst []float32) error {
+func (a *weightedSum) Finish(base []float32) ([]float32, error) {
 	if a.count == 0 {
-		return ErrNoUpdates
+		return nil, ErrNoUpdates
 	}
-	if len(base) != len(a.sum) || len(dst) != len(a.sum) {
-		return fmt.Errorf("aggregation: base and dst must have %d values", len(a.sum))
+	if a.sum == nil {
+		return nil, errors.New("aggregation: Finish twice without Reset")
 	}
-	if &dst[0] != &base[0] {
-		copy(dst, base)
+	if len(base) != len(a.sum) {
+		return nil, fmt.Errorf("aggregation: base has %d values, want %d", len(base), len(a.sum))
 	}
-	blas.Axpy(float32(1/float64(a.examples)), a.sum, dst)
-	return nil
+	// next = base + sum/n, in place of sum.
+	out := a.sum
+	scale := float32(1 / float64(a.examples))
+	for i := range out {
+		out[i] *= scale
+	}
+	blas.Axpy(1, base, out)
+	a.sum = nil
+	return out, nil
+}
+
+func (a *weightedSum) Reset(buf []float32) {
+	clear(buf)
+	a.sum, a.count, a.examples = buf, 0, 0
 }
 
 // New returns the strategy called name.

@@ -33,8 +33,8 @@ func TestFedAvgMatchesFloat64(t *testing.T) {
 		}
 		total += float64(ex)
 	}
-	dst := make([]float32, size)
-	if err := agg.Finish(base, dst); err != nil {
+	dst, err := agg.Finish(base)
+	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range dst {
@@ -45,6 +45,22 @@ func TestFedAvgMatchesFloat64(t *testing.T) {
 	}
 	if agg.Count() != n || float64(agg.Examples()) != total {
 		t.Fatalf("count %d examples %d", agg.Count(), agg.Examples())
+	}
+	// A reset aggregator starts over in the buffer it is given.
+	buf := make([]float32, size)
+	buf[0] = 42
+	agg.Reset(buf)
+	if agg.Count() != 0 || buf[0] != 0 {
+		t.Fatal("Reset did not start over")
+	}
+	u := make([]float32, size)
+	u[0] = 1
+	if err := agg.Add(u, 1); err != nil {
+		t.Fatal(err)
+	}
+	next, err := agg.Finish(base)
+	if err != nil || &next[0] != &buf[0] || next[0] != base[0]+1 {
+		t.Fatalf("after Reset: %v %v", next[0], err)
 	}
 }
 
@@ -64,7 +80,7 @@ func TestCheckUpdate(t *testing.T) {
 		}
 	}
 	agg := FedAvg{}.NewRound(2)
-	if err := agg.Finish(make([]float32, 2), make([]float32, 2)); err != ErrNoUpdates {
+	if _, err := agg.Finish(make([]float32, 2)); err != ErrNoUpdates {
 		t.Fatalf("Finish without updates = %v", err)
 	}
 	if err := agg.Add([]float32{1, 2}, 0); err == nil {

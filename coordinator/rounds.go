@@ -52,8 +52,31 @@ type taskModel struct {
 	meta     map[string]string // signed metadata of base, for downloads
 	strategy aggregation.Strategy
 	agg      aggregation.Aggregator
+	open     bool               // agg is accumulating the running round
+	accum    []float32          // the buffer agg accumulates into
+	spare    []float32          // the buffer for the next round's accumulator, after a commit
 	record   *store.RoundRecord // the running attempt
 	staging  chan []float32     // model-sized buffers for uploads being received
+}
+
+// startAggregate resets the aggregator for a new round. The coordinator holds a fixed
+// set of model-sized buffers per task — base, accumulator, staging — and allocates none
+// per round: a commit's accumulator becomes the next base, and the old base the next
+// accumulator; a failed round's accumulator is simply reused.
+func (tm *taskModel) startAggregate() {
+	if tm.agg == nil {
+		tm.agg = tm.strategy.NewRound(tm.size)
+	}
+	buf := tm.spare
+	if buf == nil {
+		buf = tm.accum
+	}
+	if buf == nil {
+		buf = make([]float32, tm.size)
+	}
+	tm.agg.Reset(buf)
+	tm.accum, tm.spare = buf, nil
+	tm.open = true
 }
 
 func newRounds(s *Server) *rounds {
@@ -215,7 +238,7 @@ func (r *rounds) do(a engine.Action) engine.Event {
 	case engine.StartRound:
 		tm := r.tasks[a.Task]
 		tm.record = &store.RoundRecord{Task: a.Task, Round: a.Round, Attempt: a.Attempt, TaskID: a.TaskID, Selected: len(a.Selected), Started: r.srv.cfg.Now().UTC()}
-		tm.agg = tm.strategy.NewRound(tm.size)
+		tm.startAggregate()
 		r.byTask[a.TaskID] = tm
 		r.log.Info("round started", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "selected", len(a.Selected), "base", a.Base.Number)
 	case engine.SendOffer:
@@ -239,7 +262,8 @@ func (r *rounds) do(a engine.Action) engine.Event {
 				r.log.Error("record round failure", "task", a.TaskID, "err", err)
 			}
 		}
-		tm.record, tm.agg = nil, nil
+		tm.record = nil
+		tm.open = false
 		delete(r.byTask, a.TaskID)
 		r.log.Warn("round failed", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "reason", a.Reason)
 	case engine.TaskFinished:
@@ -256,10 +280,21 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		r.log.Error("commit failed", "task", a.TaskID, "err", err)
 		return engine.CommitFailed{TaskID: a.TaskID, Err: err}
 	}
-	next := make([]float32, tm.size)
-	if err := tm.agg.Finish(tm.base, next); err != nil {
+	tm.open = false
+	next, err := tm.agg.Finish(tm.base)
+	if err != nil {
 		return fail(err)
 	}
+	// On success the old base becomes the next round's accumulator; on failure the
+	// round is retried from the old base and the accumulator (now holding next) is
+	// reused as it is.
+	oldBase := tm.base
+	committed := false
+	defer func() {
+		if committed {
+			tm.spare, tm.accum = oldBase, nil
+		}
+	}()
 	if err := aggregation.CheckUpdate(next, tm.size); err != nil {
 		return fail(fmt.Errorf("the aggregate is not finite: %w", err))
 	}
@@ -293,7 +328,8 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return fail(err)
 	}
 	tm.setBase(v, next, r.srv)
-	tm.record, tm.agg = nil, nil
+	tm.record = nil
+	committed = true
 	r.log.Info("round committed", "task", a.Task, "round", a.Round, "version", v.Number, "updates", a.Updates,
 		"train_loss", a.Loss, "accuracy", metrics["accuracy"])
 	return engine.Committed{TaskID: a.TaskID, Version: engine.Version{Number: v.Number, Hash: v.Hash}}
@@ -440,7 +476,7 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 	}
 	var foldErr error
 	if err := r.call(ctx, func() {
-		if r.byTask[hdr.TaskID] != tm || tm.agg == nil {
+		if r.byTask[hdr.TaskID] != tm || !tm.open {
 			foldErr = protocol.NewError(protocol.CodeDeadlineExceeded, "round %d closed while the update arrived", hdr.Round)
 			return
 		}

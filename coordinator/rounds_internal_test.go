@@ -1,0 +1,93 @@
+package coordinator
+
+import (
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fedq/fedq/coordinator/ca"
+	"github.com/fedq/fedq/coordinator/engine"
+	"github.com/fedq/fedq/coordinator/task"
+)
+
+// TestBufferCycling drives the driver's round bookkeeping directly through commits and a
+// failed round, and checks every committed version against base + the weighted mean of
+// its updates, computed independently: the base/accumulator buffer swaps must never mix
+// rounds.
+func TestBufferCycling(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen(Config{Dir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.release()
+	spec, err := task.Parse([]byte(`{"name":"t","dataset":"d","model":{"input":[3],"classes":2,"layers":[{"type":"dense","out":2}]},
+	  "train":{"epochs":1,"batch":1,"lr":0.1},"agents_per_round":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := srv.rounds
+	v0, err := r.submit(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := r.tasks["t"]
+	base := append([]float32(nil), tm.base...)
+	rng := rand.New(rand.NewPCG(1, 1))
+	version := v0.Number
+	for round := uint64(1); round <= 4; round++ {
+		taskID := engine.TaskID("t", round, 1, "x")
+		r.do(engine.StartRound{Task: "t", Round: round, Attempt: 1, TaskID: taskID, Base: engine.Version{Number: version, Hash: tm.version.Hash}})
+		want := make([]float64, len(base))
+		var total float64
+		for range 3 {
+			u := make([]float32, len(base))
+			for i := range u {
+				u[i] = rng.Float32() - 0.5
+			}
+			n := uint64(1 + rng.IntN(9))
+			if err := tm.agg.Add(u, n); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range u {
+				want[i] += float64(n) * float64(v)
+			}
+			total += float64(n)
+		}
+		if round == 2 { // this attempt fails; the next one starts over from the same base
+			r.do(engine.FailRound{Task: "t", Round: round, Attempt: 1, TaskID: taskID, Reason: "test"})
+			taskID = engine.TaskID("t", round, 2, "x")
+			r.do(engine.StartRound{Task: "t", Round: round, Attempt: 2, TaskID: taskID, Base: engine.Version{Number: version, Hash: tm.version.Hash}})
+			want, total = make([]float64, len(base)), 1
+			u := make([]float32, len(base))
+			u[0] = 1
+			if err := tm.agg.Add(u, 1); err != nil {
+				t.Fatal(err)
+			}
+			want[0] = 1
+		}
+		ev := r.commit(engine.CommitRound{Task: "t", Round: round, Attempt: 1, TaskID: taskID, Updates: 3, Examples: uint64(total)})
+		c, ok := ev.(engine.Committed)
+		if !ok {
+			t.Fatalf("round %d: %+v", round, ev)
+		}
+		version = c.Version.Number
+		got := make([]float32, len(base))
+		v, _, _ := srv.store.Version(version)
+		if err := srv.blobs.Get(v.Hash, got); err != nil {
+			t.Fatal(err)
+		}
+		for i := range base {
+			w := float64(base[i]) + want[i]/total
+			if math.Abs(float64(got[i])-w) > 1e-5 {
+				t.Fatalf("round %d: weight %d = %v, want %v", round, i, got[i], w)
+			}
+		}
+		copy(base, got)
+	}
+}
