@@ -1,0 +1,188 @@
+package coordinator_test
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/protocol"
+	"github.com/fedq/fedq/protocol/transport"
+)
+
+// rogue is a hand-driven agent: it speaks the protocol directly so that it can send
+// what a correct agent never would.
+type rogue struct {
+	t    *testing.T
+	conn *quic.Conn
+	ctrl *quic.Stream
+	rd   *protocol.Reader
+}
+
+func dialRogue(t *testing.T, c *cluster, id *agent.Identity, dataset string) *rogue {
+	t.Helper()
+	tr, err := transport.NewClientTransport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := transport.Dial(ctx, tr, c.addr, transport.ClientTLS(id.CA, id.Cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rogue{t: t, conn: conn, ctrl: st, rd: protocol.NewReader(st, 0)}
+	r.send(&protocol.Hello{ProtocolVersion: protocol.Version, AgentID: id.State.ID,
+		Capabilities: protocol.Capabilities{Datasets: []protocol.DatasetInfo{{Name: dataset, Examples: 10, Labelled: 10}}}})
+	if _, err := protocol.Expect[*protocol.Welcome](r.rd.Read()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *rogue) send(m protocol.Message) {
+	r.t.Helper()
+	if err := protocol.WriteMessage(r.ctrl, m); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// offer waits for a TaskOffer, answering heartbeats' absence is fine for a few seconds.
+func (r *rogue) offer() *protocol.TaskOffer {
+	r.t.Helper()
+	_ = r.ctrl.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		m, err := r.rd.Read()
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if o, ok := m.(*protocol.TaskOffer); ok {
+			return o
+		}
+	}
+}
+
+// upload sends an update stream and returns the coordinator's verdict.
+func (r *rogue) upload(hdr *protocol.UpdateHeader, tensors []protocol.TensorRef) error {
+	st, err := r.conn.OpenStreamSync(context.Background())
+	if err != nil {
+		return err
+	}
+	_ = st.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = protocol.WriteMessage(st, hdr)
+	_, _ = protocol.WriteTensors(st, tensors, nil)
+	_ = st.Close()
+	m, err := protocol.NewReader(st, 0).Read()
+	if err != nil {
+		return err
+	}
+	if e, ok := m.(*protocol.Error); ok {
+		return e
+	}
+	return nil
+}
+
+func TestBadUpdatesAreRejectedAndTheRoundGoesOn(t *testing.T) {
+	c := newCluster(t)
+	for i := range 3 {
+		trainingAgent(t, c, "good-"+string(rune('a'+i)), blobs(100, uint64(i)))
+	}
+	r := dialRogue(t, c, c.enroll("rogue"), "blobs")
+	ctx := context.Background()
+	adm := c.admin()
+	spec := `{"name": "blobs", "dataset": "blobs",
+	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
+	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": 4, "quorum": 3, "over_select": 1,
+	  "deadlines": {"configure": "5s", "train": "10s"}, "seed": 1}`
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
+		t.Fatal(err)
+	}
+	o := r.offer()
+	r.send(&protocol.TaskAccept{TaskID: o.TaskID, Round: o.Round})
+	layout := []protocol.TensorInfo{{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{2, 4}}, {Name: "fc1.bias", DType: protocol.DTypeF32, Shape: []int{2}}}
+	good := make([]float32, 10)
+	hdr := func(base uint64, taskID string) *protocol.UpdateHeader {
+		return &protocol.UpdateHeader{TaskID: taskID, Round: o.Round, BaseVersion: base, BaseHash: o.BaseHash, Examples: 10}
+	}
+	nan := make([]float32, 10)
+	nan[3] = float32(math.NaN())
+	wrongShape := []protocol.TensorRef{{Info: protocol.TensorInfo{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{4, 2}}, F32: good[:8]},
+		{Info: layout[1], F32: good[8:]}}
+	cases := []struct {
+		name    string
+		hdr     *protocol.UpdateHeader
+		tensors []protocol.TensorRef
+		code    protocol.ErrorCode
+	}{
+		{"stale base", hdr(o.BaseVersion+5, o.TaskID), protocol.ParamRefs(layout, good), protocol.CodeStaleBase},
+		{"replay of another attempt", hdr(o.BaseVersion, "blobs.r1.a9.oldboot"), protocol.ParamRefs(layout, good), protocol.CodeNotFound},
+		{"wrong shapes", hdr(o.BaseVersion, o.TaskID), wrongShape, protocol.CodeInvalid},
+	}
+	for _, tc := range cases {
+		if err := r.upload(tc.hdr, tc.tensors); protocol.CodeOf(err) != tc.code {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.code)
+		}
+	}
+	// The rogue's admission was used up by the wrong-shaped upload: a NaN now, or any
+	// second try, is refused as well.
+	if err := r.upload(hdr(o.BaseVersion, o.TaskID), protocol.ParamRefs(layout, nan)); err == nil {
+		t.Error("a NaN update after a failed one was accepted")
+	}
+	waitForWithin(t, time.Minute, func() bool {
+		ts, err := adm.Tasks(ctx)
+		return err == nil && ts[0].Status == "done"
+	}, "the round to commit without the rogue")
+	vs, err := adm.Versions(ctx, "blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := vs[len(vs)-1].Metrics["updates"]; n != 3 {
+		t.Fatalf("the version aggregates %v updates, want the 3 good ones", n)
+	}
+}
+
+func TestNaNUpdateIsRejected(t *testing.T) {
+	c := newCluster(t)
+	for i := range 2 {
+		trainingAgent(t, c, "good-"+string(rune('a'+i)), blobs(100, uint64(i)))
+	}
+	r := dialRogue(t, c, c.enroll("rogue"), "blobs")
+	ctx := context.Background()
+	adm := c.admin()
+	spec := `{"name": "blobs", "dataset": "blobs",
+	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
+	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": 3, "quorum": 2, "over_select": 1,
+	  "deadlines": {"configure": "5s", "train": "10s"}, "seed": 1}`
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
+		t.Fatal(err)
+	}
+	o := r.offer()
+	r.send(&protocol.TaskAccept{TaskID: o.TaskID, Round: o.Round})
+	layout := []protocol.TensorInfo{{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{2, 4}}, {Name: "fc1.bias", DType: protocol.DTypeF32, Shape: []int{2}}}
+	nan := make([]float32, 10)
+	nan[3] = float32(math.Inf(1))
+	err := r.upload(&protocol.UpdateHeader{TaskID: o.TaskID, Round: o.Round, BaseVersion: o.BaseVersion, BaseHash: o.BaseHash, Examples: 10},
+		protocol.ParamRefs(layout, nan))
+	if protocol.CodeOf(err) != protocol.CodeInvalid {
+		t.Fatalf("non-finite update: %v, want invalid", err)
+	}
+	waitForWithin(t, time.Minute, func() bool {
+		ts, err := adm.Tasks(ctx)
+		return err == nil && ts[0].Status == "done"
+	}, "the round to commit without the NaN update")
+}
