@@ -36,11 +36,15 @@ func caCommand() *cli.Command {
 				dirFlag("directory to create (kept private: it holds the CA key)"),
 				&cli.StringFlag{Name: "addr", Value: "127.0.0.1:4433", Usage: "address agents will dial, host:port (goes into join tokens)"},
 				&cli.StringSliceFlag{Name: "host", Usage: "extra DNS name or IP for the server certificate (repeatable)"},
+				jsonFlag(),
 			},
 			Action: func(c *cli.Context) error {
 				a, err := ca.Init(c.String("dir"), ca.InitOptions{Addr: c.String("addr"), Hosts: c.StringSlice("host")})
 				if err != nil {
 					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, map[string]any{"dir": a.Dir, "addr": a.Config.Addr, "hosts": a.Config.Hosts, "ca_sha256": a.CAHash().String()})
 				}
 				fmt.Fprintf(c.App.Writer, "created coordinator CA in %s\nCA SHA-256 %s\nagents will dial %s; next: fedq token create --dir %s --name SITE\n",
 					a.Dir, a.CAHash(), a.Config.Addr, a.Dir)
@@ -122,12 +126,16 @@ func agentCommand() *cli.Command {
 				&cli.StringFlag{Name: "name", Usage: "name to ask for (the token decides)"},
 				&cli.StringFlag{Name: "addr", Usage: "coordinator address, overriding the token's"},
 				&cli.BoolFlag{Name: "force", Usage: "replace an existing enrollment in --dir"},
+				jsonFlag(),
 			},
 			Action: func(c *cli.Context) error {
 				id, err := agent.Enroll(c.Context, c.String("dir"), c.String("token"),
 					agent.EnrollOptions{Name: c.String("name"), Addr: c.String("addr"), Force: c.Bool("force")})
 				if err != nil {
 					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, map[string]any{"id": id.State.ID, "addr": id.State.Addr, "dir": id.Dir, "enrolled_at": id.State.EnrolledAt})
 				}
 				fmt.Fprintf(c.App.Writer, "enrolled as %q with %s; next: fedq agent run --dir %s --data NAME=SOURCE\n", id.State.ID, id.State.Addr, id.Dir)
 				return nil
@@ -146,7 +154,7 @@ func agentCommand() *cli.Command {
 			Name:      "revoke",
 			Usage:     "revoke an agent: its next connection fails and its session ends now (admin)",
 			ArgsUsage: "ID",
-			Flags:     adminFlags(),
+			Flags:     append(adminFlags(), jsonFlag()),
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return usageError("agent revoke takes one agent ID")
@@ -159,6 +167,9 @@ func agentCommand() *cli.Command {
 				st, err := cl.Revoke(c.Context, c.Args().First())
 				if err != nil {
 					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, st)
 				}
 				fmt.Fprintf(c.App.Writer, "revoked %s at %s\n", st.ID, st.RevokedAt.Format(time.RFC3339))
 				return nil
@@ -206,7 +217,7 @@ func agentsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "agents",
 		Usage: "list enrolled agents with their state and capabilities (admin)",
-		Flags: append(adminFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Flags: append(adminFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
 			cl, err := coordinator.DialAdmin(c.Context, c.String("dir"), c.String("addr"))
 			if err != nil {
@@ -248,7 +259,8 @@ func adminCommand() *cli.Command {
 			Flags: []cli.Flag{
 				dirFlag("coordinator directory"),
 				&cli.StringFlag{Name: "name", Required: true, Usage: "the admin's name"},
-				&cli.StringFlag{Name: "out", Required: true, Usage: "directory to write admin.crt, admin.key, ca.crt and coordinator.json to"},
+				&cli.StringFlag{Name: "out", Required: true, Usage: "directory to write admin.crt, admin.key, ca.crt, signing.pub and coordinator.json to"},
+				jsonFlag(),
 			},
 			Action: func(c *cli.Context) error {
 				a, err := ca.Load(c.String("dir"))
@@ -268,6 +280,9 @@ func adminCommand() *cli.Command {
 				}
 				if err := a.WriteAdminCert(out, c.String("name"), time.Now()); err != nil {
 					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, map[string]any{"name": c.String("name"), "dir": out})
 				}
 				fmt.Fprintf(c.App.Writer, "admin credentials for %q in %s; use them with --dir %s\n", c.String("name"), out, out)
 				return nil
