@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"encoding/csv"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/fedq/fedq/compute/dataset"
@@ -22,7 +24,8 @@ type LocalData struct {
 //	mnist          the MNIST training split (60,000 images), found as `fedq train` finds it
 //	mnist-test     the MNIST test split
 //	DIR            a folder holding MNIST-format IDX files (its training split)
-//	FILE.csv       numeric features, label in the last column (empty label: unlabelled)
+//	FILE.csv       numeric features, label in the last column (empty label: unlabelled);
+//	               a first row of names is recognised as a header
 func ParseDataFlag(flag string) (*LocalData, error) {
 	name, src, ok := strings.Cut(flag, "=")
 	if !ok || name == "" || src == "" {
@@ -55,7 +58,11 @@ func loadSource(src string) (*dataset.Dataset, error) {
 		}
 		return train, nil
 	case strings.HasSuffix(strings.ToLower(src), ".csv"):
-		return dataset.LoadCSV(src, dataset.CSVOptions{AllowMissingLabels: true})
+		header, err := csvHasHeader(src)
+		if err != nil {
+			return nil, err
+		}
+		return dataset.LoadCSV(src, dataset.CSVOptions{AllowMissingLabels: true, Header: header})
 	}
 	fi, err := os.Stat(src)
 	if err != nil {
@@ -66,6 +73,26 @@ func loadSource(src string) (*dataset.Dataset, error) {
 	}
 	train, _, err := dataset.LoadMNIST(src)
 	return train, err
+}
+
+// csvHasHeader reports whether a CSV file's first row holds names rather than numbers:
+// an agent's --data takes either, with the label in the last column.
+func csvHasHeader(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	row, err := csv.NewReader(f).Read()
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, cell := range row {
+		if _, err := strconv.ParseFloat(strings.TrimSpace(cell), 64); err != nil && strings.TrimSpace(cell) != "" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Describe summarises local datasets for Hello's capabilities.
