@@ -35,7 +35,9 @@ func TestFederationCLI(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	coordDone := make(chan int, 1)
-	go func() { coordDone <- runQuiet(ctx, "--log-level", "error", "coordinator", "run", "--dir", coord, "--heartbeat", "1s") }()
+	go func() {
+		coordDone <- runQuiet(ctx, "--log-level", "error", "coordinator", "run", "--dir", coord, "--heartbeat", "1s")
+	}()
 	var agentDone []chan int
 	for i, name := range []string{"east", "west"} {
 		var tok struct{ Token string }
@@ -58,7 +60,9 @@ func TestFederationCLI(t *testing.T) {
 		writeBlobs(t, csv, 300, uint64(i+1))
 		done := make(chan int, 1)
 		agentDone = append(agentDone, done)
-		go func() { done <- runQuiet(ctx, "--log-level", "error", "agent", "run", "--dir", adir, "--data", "blobs="+csv) }()
+		go func() {
+			done <- runQuiet(ctx, "--log-level", "error", "agent", "run", "--dir", adir, "--data", "blobs="+csv)
+		}()
 	}
 	waitOnline := time.Now().Add(20 * time.Second)
 	for {
