@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 }
 
 func serveForTest(dir, addr string) int {
-	cfg := coordinator.Config{Dir: dir, Listen: addr, Heartbeat: 500 * time.Millisecond, Logger: quietLogger()}
+	cfg := coordinator.Config{Dir: dir, Listen: addr, Heartbeat: 2 * time.Second, Logger: quietLogger()}
 	if r, err := strconv.Atoi(os.Getenv("FEDQ_TEST_CRASH_ROUND")); err == nil {
 		cfg.AfterBlobWrite = func(_ string, round uint64) {
 			if round == uint64(r) {
@@ -61,6 +61,9 @@ func coordinatorProcess(t *testing.T, dir, addr string, env ...string) *exec.Cmd
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A failing test must not leave a coordinator behind (it would hold go test's output
+	// open forever).
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return cmd
 }
 
@@ -127,7 +130,7 @@ func TestKillCoordinatorMidRound(t *testing.T) {
 	proc = coordinatorProcess(t, dir, addr)
 	adm = waitAdmin()
 	// Crash 2: SIGKILL at some moment of a later round.
-	waitForWithin(t, time.Minute, func() bool {
+	waitForWithin(t, 5*time.Minute, func() bool {
 		vs, err := adm.Versions(ctx, "blobs")
 		return err == nil && len(vs) >= 8
 	}, "round 7")
@@ -139,7 +142,7 @@ func TestKillCoordinatorMidRound(t *testing.T) {
 	_ = proc.Wait()
 	proc = coordinatorProcess(t, dir, addr)
 	adm = waitAdmin()
-	waitForWithin(t, 2*time.Minute, func() bool {
+	waitForWithin(t, 5*time.Minute, func() bool {
 		ts, err := adm.Tasks(ctx)
 		return err == nil && len(ts) == 1 && ts[0].Status == "done"
 	}, "all rounds after two crashes")

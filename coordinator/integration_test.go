@@ -42,7 +42,7 @@ type cluster struct {
 	shift     atomic.Int64 // added to the coordinator's clock
 }
 
-func newCluster(t testing.TB) *cluster { return newClusterHB(t, 500*time.Millisecond) }
+func newCluster(t testing.TB) *cluster { return newClusterHB(t, time.Second) }
 
 func newClusterHB(t testing.TB, heartbeat time.Duration) *cluster {
 	t.Helper()
@@ -374,7 +374,7 @@ func TestGarbageDoesNotDisturbAgents(t *testing.T) {
 	select {
 	case e := <-ra.events:
 		t.Fatalf("agent event during garbage: %+v", e)
-	case <-time.After(1500 * time.Millisecond): // three heartbeat intervals
+	case <-time.After(3 * c.heartbeat): // three heartbeat intervals
 	}
 	if c.srv.Online() != 1 {
 		t.Fatal("the agent's session did not survive")
