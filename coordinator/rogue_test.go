@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 // rogue is a hand-driven agent: it speaks the protocol directly so that it can send
 // what a correct agent never would.
 type rogue struct {
+	mu   sync.Mutex // serialises control frames
 	t    *testing.T
 	conn *quic.Conn
 	ctrl *quic.Stream
@@ -43,15 +45,39 @@ func dialRogue(t *testing.T, c *cluster, id *agent.Identity, dataset string) *ro
 	r := &rogue{t: t, conn: conn, ctrl: st, rd: protocol.NewReader(st, 0)}
 	r.send(&protocol.Hello{ProtocolVersion: protocol.Version, AgentID: id.State.ID,
 		Capabilities: protocol.Capabilities{Datasets: []protocol.DatasetInfo{{Name: dataset, Examples: 10, Labelled: 10}}}})
-	if _, err := protocol.Expect[*protocol.Welcome](r.rd.Read()); err != nil {
+	w, err := protocol.Expect[*protocol.Welcome](r.rd.Read())
+	if err != nil {
 		t.Fatal(err)
 	}
+	// Heartbeats, as every agent must send.
+	hbCtx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	go func() {
+		tick := time.NewTicker(time.Duration(w.HeartbeatIntervalMs) * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint64(1); ; seq++ {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-tick.C:
+				if r.write(&protocol.Heartbeat{Seq: seq}) != nil {
+					return
+				}
+			}
+		}
+	}()
 	return r
+}
+
+func (r *rogue) write(m protocol.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return protocol.WriteMessage(r.ctrl, m)
 }
 
 func (r *rogue) send(m protocol.Message) {
 	r.t.Helper()
-	if err := protocol.WriteMessage(r.ctrl, m); err != nil {
+	if err := r.write(m); err != nil {
 		r.t.Fatal(err)
 	}
 }

@@ -468,6 +468,10 @@ func (s *Server) serveAgent(ctx context.Context, conn *quic.Conn, peer transport
 		return
 	}
 	defer s.removeSession(ss)
+	// The round engine learns of the agent before the agent learns it is connected: a
+	// round started after Welcome arrived must be able to select it.
+	s.rounds.agentUp(peer.ID, ss.id, hello.Capabilities)
+	defer s.rounds.agentDown(peer.ID, ss.id)
 	err = ss.send(&protocol.Welcome{ProtocolVersion: version, AgentID: peer.ID, SessionID: ss.id,
 		HeartbeatIntervalMs: uint32(s.cfg.Heartbeat / time.Millisecond), ServerTimeMs: now.UnixMilli()})
 	if err != nil {
@@ -479,8 +483,6 @@ func (s *Server) serveAgent(ctx context.Context, conn *quic.Conn, peer transport
 	}
 	log.Info("agent connected", "session", ss.id, "datasets", len(hello.Capabilities.Datasets), "version", hello.SoftwareVersion)
 	go ss.writeQueued()
-	s.rounds.agentUp(peer.ID, ss.id, hello.Capabilities)
-	defer s.rounds.agentDown(peer.ID, ss.id)
 	go s.acceptStreams(ctx, ss, log)
 	err = s.control(ss, rd)
 	ss.close(err)
