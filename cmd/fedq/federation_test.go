@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,13 +34,9 @@ func TestFederationCLI(t *testing.T) {
 		return out
 	}
 	mustRun("ca", "init", "--dir", coord, "--addr", addr)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	coordDone := make(chan int, 1)
-	go func() {
-		coordDone <- runQuiet(ctx, "--log-level", "error", "coordinator", "run", "--dir", coord, "--heartbeat", "1s")
-	}()
-	var agentDone []chan int
+	// The daemons run as child processes of this test binary (urfave/cli keeps global
+	// state, so two apps may not run at once in one process).
+	daemons := []*exec.Cmd{daemon(t, "--log-level", "error", "coordinator", "run", "--dir", coord, "--heartbeat", "1s")}
 	for i, name := range []string{"east", "west"} {
 		var tok struct{ Token string }
 		if err := json.Unmarshal([]byte(mustRun("token", "create", "--dir", coord, "--name", name, "--json")), &tok); err != nil {
@@ -58,11 +56,7 @@ func TestFederationCLI(t *testing.T) {
 		}
 		csv := filepath.Join(dir, name+".csv")
 		writeBlobs(t, csv, 300, uint64(i+1))
-		done := make(chan int, 1)
-		agentDone = append(agentDone, done)
-		go func() {
-			done <- runQuiet(ctx, "--log-level", "error", "agent", "run", "--dir", adir, "--data", "blobs="+csv)
-		}()
+		daemons = append(daemons, daemon(t, "--log-level", "error", "agent", "run", "--dir", adir, "--data", "blobs="+csv))
 	}
 	waitOnline := time.Now().Add(20 * time.Second)
 	for {
@@ -107,16 +101,43 @@ func TestFederationCLI(t *testing.T) {
 	if code, _, errOut := runCLI(t, "model", "pull", "--dir", coord, "--version", "99", "-o", model); code == 0 || !strings.Contains(errOut, "no version 99") {
 		t.Fatalf("pull of a missing version: exit %d %s", code, errOut)
 	}
-	stop()
-	for _, d := range append(agentDone, coordDone) {
-		if code := <-d; code != 0 {
-			t.Errorf("a daemon exited with %d", code)
+	for i := len(daemons) - 1; i >= 0; i-- { // agents first, then the coordinator
+		d := daemons[i]
+		_ = d.Process.Signal(os.Interrupt)
+		if err := d.Wait(); err != nil {
+			t.Errorf("fedq %v: %v", d.Args[2:], err)
 		}
 	}
 }
 
-// runQuiet runs the CLI with its output discarded (daemons).
-func runQuiet(ctx context.Context, args ...string) int {
-	var sink strings.Builder
-	return run(ctx, append([]string{"fedq"}, args...), &sink, &sink)
+// TestMain lets the test binary run the CLI as a child process: with FEDQ_TEST_CLI set,
+// it runs fedq with the arguments after "--" until interrupted.
+func TestMain(m *testing.M) {
+	if os.Getenv("FEDQ_TEST_CLI") != "" {
+		args := os.Args
+		for i, a := range args {
+			if a == "--" {
+				args = args[i+1:]
+				break
+			}
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		code := run(ctx, append([]string{"fedq"}, args...), os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// daemon starts fedq with args in a child process, killed when the test ends.
+func daemon(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
+	cmd.Env = append(os.Environ(), "FEDQ_TEST_CLI=1")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
 }
