@@ -95,8 +95,9 @@ type Daemon struct {
 	session string
 	conn    *quic.Conn // the connection of the current session, or nil
 
-	cache modelCache
-	tasks tasks
+	cache  modelCache
+	tasks  tasks
+	models models
 }
 
 // New returns a daemon for an enrolled identity.

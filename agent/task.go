@@ -22,6 +22,7 @@ import (
 type modelCache struct {
 	mu      sync.Mutex
 	entries []cachedModel
+	spare   []float32 // weights of an evicted entry, reused by the next download
 }
 
 type cachedModel struct {
@@ -48,8 +49,22 @@ func (c *modelCache) put(e cachedModel) {
 	defer c.mu.Unlock()
 	c.entries = append([]cachedModel{e}, c.entries...)
 	if len(c.entries) > modelCacheSize {
+		c.spare = c.entries[modelCacheSize].weights
 		c.entries = c.entries[:modelCacheSize]
 	}
+}
+
+// buffer returns a weights buffer of n values: an evicted entry's if it fits, else new.
+// Reusing it matters for big models, which otherwise cost a fresh allocation per round.
+func (c *modelCache) buffer(n int) []float32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.spare) == n {
+		b := c.spare
+		c.spare = nil
+		return b
+	}
+	return make([]float32, n)
 }
 
 // layoutOf describes a model's parameters as the tensors they travel as.
@@ -105,11 +120,37 @@ func prodInts(s []int) int {
 	return n
 }
 
+// models keeps the agent's compute model of the last spec it trained, so consecutive
+// rounds reuse its buffers instead of allocating (and initialising) a model each time.
+type models struct {
+	mu   sync.Mutex
+	spec string
+	m    *compute.Model[float32]
+}
+
+// get returns a model for spec, reusing the last one when the spec is the same. Its
+// weights are whatever they were: the caller sets them.
+func (ms *models) get(spec compute.Spec, threads int) (*compute.Model[float32], error) {
+	key := string(spec.JSON())
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.m != nil && ms.spec == key {
+		return ms.m, nil
+	}
+	m, err := compute.New[float32](spec, compute.Options{Seed: 1, Threads: threads})
+	if err != nil {
+		return nil, err
+	}
+	ms.spec, ms.m = key, m
+	return m, nil
+}
+
 // runTask does an accepted training task: get the base model, train, upload the update.
+// The engine gives an agent one task at a time, so the reused model is not shared.
 func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec compute.Spec, data *dataset.Dataset) error {
 	log := d.log.With("task", o.TaskID)
 	start := time.Now()
-	m, err := compute.New[float32](spec, compute.Options{Seed: 1, Threads: d.cfg.Threads})
+	m, err := d.models.get(spec, d.cfg.Threads)
 	if err != nil {
 		return err
 	}
@@ -161,7 +202,7 @@ func (d *Daemon) baseModel(ctx context.Context, o *protocol.TaskOffer, layout []
 	if e, ok := d.cache.get(o.BaseHash); ok && e.version.Number == o.BaseVersion && len(e.weights) == protocol.LayoutSize(layout) {
 		return e.weights, nil
 	}
-	weights := make([]float32, protocol.LayoutSize(layout))
+	weights := d.cache.buffer(protocol.LayoutSize(layout))
 	var vh protocol.VersionHeader
 	err := d.FetchModel(ctx, o.BaseVersion, o.BaseHash, func(tr *protocol.TensorReader) error {
 		var err error

@@ -54,6 +54,15 @@ func CheckUpdate(update []float32, size int) error {
 	if len(update) != size {
 		return fmt.Errorf("update has %d values, the model %d", len(update), size)
 	}
+	// v−v is 0 for every finite v and NaN for ±Inf and NaN: one subtraction and one
+	// comparison per value, and a branch that is never taken on good data.
+	var acc float32
+	for _, v := range update {
+		acc += v - v
+	}
+	if acc == 0 {
+		return nil
+	}
 	for i, v := range update {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return fmt.Errorf("update value %d is %v: the agent's training diverged", i, v)

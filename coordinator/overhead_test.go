@@ -46,3 +46,36 @@ func BenchmarkRoundOverhead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRound10M times rounds of 10 in-process agents on a ~10M-parameter model
+// (one dense layer, one training step): the cost of moving and folding big updates.
+func BenchmarkRound10M(b *testing.B) {
+	c := newClusterHB(b, 10*time.Second)
+	const in, out = 3161, 3162
+	data := &dataset.Dataset{Name: "blobs", X: make([]float32, in), Y: []int32{0}, Shape: []int{in}, NumClasses: out}
+	for i := range 10 {
+		trainingAgentData(b, c, fmt.Sprintf("a%03d", i), data, in)
+	}
+	ctx := context.Background()
+	adm := c.admin()
+	spec := fmt.Sprintf(`{"name": "bench", "dataset": "blobs", "seed": 1,
+	  "model": {"input": [%d], "classes": %d, "layers": [{"type": "dense", "out": %d}]},
+	  "train": {"local_steps": 1, "batch": 1, "lr": 0.01}, "agents_per_round": 10, "quorum": 10, "over_select": 1}`, in, out, out)
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	if _, err := adm.StartRounds(ctx, "bench", b.N); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		ts, err := adm.Tasks(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ts[0].Status == "done" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -37,6 +37,7 @@ coordinator's peak resident memory against the model's size.`,
 			&cli.IntFlag{Name: "params", Value: 1000, Usage: "model parameters (approximately)"},
 			&cli.IntFlag{Name: "rounds", Value: 20, Usage: "rounds to run"},
 			&cli.IntFlag{Name: "staging", Value: 1, Usage: "uploads the coordinator receives at once"},
+			&cli.StringFlag{Name: "coordinator-profile", Usage: "write the coordinator's CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: runBenchRounds,
@@ -69,8 +70,12 @@ func runBenchRounds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, exe, "--log-level", "warn", "coordinator", "run", "--dir", dir, "--listen", addr,
-		"--heartbeat", "10s", "--staging", fmt.Sprint(c.Int("staging")))
+	args := []string{"--log-level", "warn", "coordinator", "run", "--dir", dir, "--listen", addr,
+		"--heartbeat", "10s", "--staging", fmt.Sprint(c.Int("staging"))}
+	if p := c.String("coordinator-profile"); p != "" {
+		args = append(args, "--cpuprofile", p+".cpu", "--memprofile", p+".heap")
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, c.App.ErrWriter
 	if err := cmd.Start(); err != nil {
 		return err

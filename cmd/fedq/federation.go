@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -100,6 +101,8 @@ func coordinatorCommand() *cli.Command {
 				&cli.StringFlag{Name: "listen", Usage: "UDP address to listen on (default: the port of the address in coordinator.json, all interfaces)"},
 				&cli.DurationFlag{Name: "heartbeat", Value: coordinator.DefaultHeartbeat, Usage: "heartbeat interval asked of agents"},
 				&cli.IntFlag{Name: "staging", Value: 1, Usage: "updates of a task received at once (each holds one model-sized buffer)"},
+				&cli.StringFlag{Name: "cpuprofile", Usage: "write a pprof CPU profile to this file when the coordinator stops"},
+				&cli.StringFlag{Name: "memprofile", Usage: "write a pprof heap profile to this file when the coordinator stops"},
 			},
 			Action: func(c *cli.Context) error {
 				srv, err := coordinator.Listen(coordinator.Config{Dir: c.String("dir"), Listen: c.String("listen"), Heartbeat: c.Duration("heartbeat"),
@@ -107,6 +110,11 @@ func coordinatorCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				stop, err := profile(c.String("cpuprofile"), c.String("memprofile"))
+				if err != nil {
+					return err
+				}
+				defer stop()
 				return srv.Serve(c.Context)
 			},
 		}},
@@ -289,4 +297,33 @@ func adminCommand() *cli.Command {
 			},
 		}},
 	}
+}
+
+// profile starts a CPU profile (when cpu is set) and returns a function that stops it
+// and writes a heap profile (when mem is set).
+func profile(cpu, mem string) (func(), error) {
+	var cpuFile *os.File
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		cpuFile = f
+	}
+	return func() {
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			cpuFile.Close()
+		}
+		if mem != "" {
+			if f, err := os.Create(mem); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}, nil
 }
