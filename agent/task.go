@@ -159,6 +159,7 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	if err != nil {
 		return fmt.Errorf("get model %d: %w", o.BaseVersion, err)
 	}
+	log.Debug("base model ready", "version", o.BaseVersion, "seconds", time.Since(start).Seconds())
 	if err := m.SetValues(base); err != nil {
 		return err
 	}
@@ -187,6 +188,7 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 			delete(metrics, k)
 		}
 	}
+	log.Debug("trained", "samples", res.Samples, "seconds", time.Since(start).Seconds())
 	hdr := &protocol.UpdateHeader{TaskID: o.TaskID, Round: o.Round, BaseVersion: o.BaseVersion, BaseHash: o.BaseHash,
 		Examples: uint64(res.Samples), Metrics: metrics}
 	if err := d.upload(ctx, hdr, protocol.ParamRefs(layout, delta)); err != nil {

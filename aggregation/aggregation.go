@@ -5,7 +5,7 @@
 // of examples it trained on. A Strategy makes one Aggregator per round; the coordinator
 // folds each update in once it has been received whole and checked (see CheckUpdate),
 // so a truncated, non-finite or otherwise bad upload never touches the aggregate; then
-// Finish writes the new weights.
+// Finish yields the round's aggregate update Δ, and the next weights are base + Δ.
 //
 // Memory: a linear strategy's Aggregator holds one model-sized sum whatever the number
 // of updates; the coordinator stages at most a bounded number of uploads at a time.
@@ -24,17 +24,20 @@ import (
 type Strategy interface {
 	// Name identifies the strategy, e.g. "fedavg".
 	Name() string
-	// NewRound returns an aggregator for the updates of one round of a model with size
-	// parameters.
+	// NewRound returns an aggregator for the updates of a model with size parameters.
+	// It holds no accumulator until Reset gives it one: the caller owns the buffers, so
+	// that it can cycle a fixed set of them.
 	NewRound(size int) Aggregator
 }
 
 // Aggregator folds a round's updates.
 //
-// It owns one model-sized accumulator. Finish computes the next weights in place of it
-// and hands it over; Reset gives the aggregator a buffer for the next round — usually
-// the previous base, which the new weights replace — so a coordinator cycles through a
-// fixed set of buffers and allocates nothing per round.
+// It accumulates into one model-sized buffer that Reset gives it. Finish turns the
+// accumulator, in place, into the round's aggregate update Δ, and hands it over: the
+// next global weights are base + Δ, which the caller computes (a coordinator adds the
+// stored base from disk, so it never holds the base in memory). The caller then Resets
+// the aggregator with a buffer for the next round — usually the same one — so a
+// coordinator holds a fixed set of buffers and allocates nothing per round.
 type Aggregator interface {
 	// Add folds in one checked update of len(size) values, weighted by examples.
 	Add(update []float32, examples uint64) error
@@ -42,9 +45,9 @@ type Aggregator interface {
 	Count() int
 	// Examples is the sum of their example counts.
 	Examples() uint64
-	// Finish returns the next global weights, computed from the round's base weights
-	// into the aggregator's accumulator. The aggregator then needs Reset.
-	Finish(base []float32) ([]float32, error)
+	// Finish returns the round's aggregate update, computed in place of the
+	// accumulator. The aggregator then needs Reset.
+	Finish() ([]float32, error)
 	// Reset starts a new round accumulating into buf (len(buf) = size), which it zeroes.
 	Reset(buf []float32)
 }
@@ -82,16 +85,20 @@ type FedAvg struct{}
 func (FedAvg) Name() string { return "fedavg" }
 
 // NewRound implements Strategy.
-func (FedAvg) NewRound(size int) Aggregator { return &weightedSum{sum: make([]float32, size)} }
+func (FedAvg) NewRound(size int) Aggregator { return &weightedSum{size: size} }
 
 // weightedSum accumulates Σ nᵢ·uᵢ and Σ nᵢ in one model-sized buffer.
 type weightedSum struct {
-	sum      []float32
+	size     int
+	sum      []float32 // nil before Reset and after Finish
 	count    int
 	examples uint64
 }
 
 func (a *weightedSum) Add(u []float32, examples uint64) error {
+	if a.sum == nil {
+		return errors.New("aggregation: Add without an accumulator (call Reset first)")
+	}
 	if len(u) != len(a.sum) {
 		return fmt.Errorf("aggregation: update has %d values, want %d", len(u), len(a.sum))
 	}
@@ -107,28 +114,27 @@ func (a *weightedSum) Add(u []float32, examples uint64) error {
 func (a *weightedSum) Count() int       { return a.count }
 func (a *weightedSum) Examples() uint64 { return a.examples }
 
-func (a *weightedSum) Finish(base []float32) ([]float32, error) {
+func (a *weightedSum) Finish() ([]float32, error) {
 	if a.count == 0 {
 		return nil, ErrNoUpdates
 	}
 	if a.sum == nil {
-		return nil, errors.New("aggregation: Finish twice without Reset")
+		return nil, errors.New("aggregation: Finish without an accumulator (call Reset first)")
 	}
-	if len(base) != len(a.sum) {
-		return nil, fmt.Errorf("aggregation: base has %d values, want %d", len(base), len(a.sum))
-	}
-	// next = base + sum/n, in place of sum.
+	// Δ = Σ nᵢ·uᵢ / Σ nᵢ, in place of the sum.
 	out := a.sum
 	scale := float32(1 / float64(a.examples))
 	for i := range out {
 		out[i] *= scale
 	}
-	blas.Axpy(1, base, out)
 	a.sum = nil
 	return out, nil
 }
 
 func (a *weightedSum) Reset(buf []float32) {
+	if len(buf) != a.size {
+		panic(fmt.Sprintf("aggregation: Reset with %d values for a model of %d", len(buf), a.size))
+	}
 	clear(buf)
 	a.sum, a.count, a.examples = buf, 0, 0
 }

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -17,6 +18,10 @@ type Options struct {
 	Threads int
 	// Kernel forces a GEMM micro-kernel by name (see blas.Kernels); empty picks the best.
 	Kernel string
+	// Inference builds a model that only runs forward passes: no gradient vector is
+	// allocated (a saving as large as the model), and optimizers, Backward and training
+	// refuse it. The coordinator and serving sites hold models this way.
+	Inference bool
 }
 
 // Model is a feed-forward network built from a Spec. Its parameters live in one flat
@@ -73,11 +78,17 @@ func New[T Float](spec Spec, opt Options) (*Model[T], error) {
 		total += prod(d.shape)
 	}
 	m.values = make([]T, total)
-	m.grads = make([]T, total)
+	if !opt.Inference {
+		m.grads = make([]T, total)
+	}
 	off := 0
 	for _, d := range defs {
 		n := prod(d.shape)
-		m.ps = append(m.ps, &Param[T]{Name: d.name, Shape: d.shape, Value: m.values[off : off+n : off+n], Grad: m.grads[off : off+n : off+n], Offset: off, fanIn: d.fanIn})
+		p := &Param[T]{Name: d.name, Shape: d.shape, Value: m.values[off : off+n : off+n], Offset: off, fanIn: d.fanIn}
+		if m.grads != nil {
+			p.Grad = m.grads[off : off+n : off+n]
+		}
+		m.ps = append(m.ps, p)
 		off += n
 	}
 	next := 0
@@ -139,7 +150,8 @@ func (m *Model[T]) Param(name string) *Param[T] {
 // Values returns the flat parameter vector (not a copy): writing to it changes the model.
 func (m *Model[T]) Values() []T { return m.values }
 
-// Grads returns the flat gradient vector, aligned with Values, as set by Backward.
+// Grads returns the flat gradient vector, aligned with Values, as set by Backward; nil for
+// a model built with Options.Inference.
 func (m *Model[T]) Grads() []T { return m.grads }
 
 // NumParams returns the number of scalar parameters.
@@ -234,12 +246,22 @@ func (m *Model[T]) Loss(labels []int32) (loss float64, correct int) {
 }
 
 // Backward back-propagates the gradient stored by Loss and sets Grads to the gradient of
-// the mean loss (it overwrites, it does not accumulate).
+// the mean loss (it overwrites, it does not accumulate). It panics on a model built with
+// Options.Inference.
 func (m *Model[T]) Backward() { m.backward(0) }
+
+// Trainable reports whether m holds gradients (it was not built with Options.Inference).
+func (m *Model[T]) Trainable() bool { return m.grads != nil || len(m.values) == 0 }
+
+// errInference is returned by whatever would train a model built for inference only.
+var errInference = errors.New("the model was built for inference only (Options.Inference): it has no gradients to train with")
 
 // backward back-propagates; with lr ≠ 0 it applies plain SGD on the way instead of
 // setting the gradients (see layer.backward).
 func (m *Model[T]) backward(lr T) {
+	if !m.Trainable() {
+		panic(errInference)
+	}
 	g := m.dlogits
 	for i := len(m.layers) - 1; i >= 0; i-- {
 		g = m.layers[i].backward(g, m.batch, i > 0, lr)

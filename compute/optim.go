@@ -28,6 +28,9 @@ type SGD[T Float] struct {
 
 // NewSGD returns an SGD optimizer for m's parameters, checking the hyper-parameters.
 func NewSGD[T Float](m *Model[T], lr, momentum, weightDecay float64, nesterov bool) (*SGD[T], error) {
+	if !m.Trainable() {
+		return nil, fmt.Errorf("sgd: %w", errInference)
+	}
 	if !(lr > 0) || math.IsInf(lr, 0) {
 		return nil, fmt.Errorf("sgd: learning rate must be positive, got %v", lr)
 	}
@@ -86,6 +89,9 @@ type Adam[T Float] struct {
 // NewAdam returns an Adam optimizer for m's parameters; zero betas and eps take PyTorch's
 // defaults (0.9, 0.999, 1e-8).
 func NewAdam[T Float](m *Model[T], lr, beta1, beta2, eps, weightDecay float64) (*Adam[T], error) {
+	if !m.Trainable() {
+		return nil, fmt.Errorf("adam: %w", errInference)
+	}
 	if beta1 == 0 {
 		beta1 = 0.9
 	}

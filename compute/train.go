@@ -45,6 +45,9 @@ type TrainResult struct {
 // Train runs cfg.Epochs epochs of mini-batch training of m on d with opt. It stops early,
 // returning ctx's error, when ctx is done.
 func Train(ctx context.Context, m *Model[float32], opt Optimizer[float32], d *dataset.Dataset, cfg TrainConfig) (TrainResult, error) {
+	if !m.Trainable() {
+		return TrainResult{}, fmt.Errorf("train: %w", errInference)
+	}
 	if err := m.checkData(d); err != nil {
 		return TrainResult{}, err
 	}

@@ -2,6 +2,7 @@ package compute
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/fedq/fedq/compute/dataset"
@@ -100,4 +101,54 @@ func TestFusedSGDMatchesSeparateUpdate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInferenceModel checks that a model built for inference predicts as a trainable one
+// with the same weights, holds no gradients, and that everything that would train it
+// says why it cannot.
+func TestInferenceModel(t *testing.T) {
+	spec, _ := BuiltinSpec("cnn")
+	full, err := New[float32](spec, Options{Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inf, err := New[float32](spec, Options{Seed: 3, Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inf.Trainable() || !full.Trainable() {
+		t.Fatalf("Trainable: inference %v, full %v", inf.Trainable(), full.Trainable())
+	}
+	if inf.Grads() != nil || inf.Params()[0].Grad != nil {
+		t.Fatal("an inference model holds gradients")
+	}
+	x := make([]float32, 2*full.InputSize())
+	for i := range x {
+		x[i] = float32(i%17) / 17
+	}
+	a, b := full.Forward(x, 2, false), inf.Forward(x, 2, false)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("logit %d: %v (trainable) vs %v (inference)", i, a[i], b[i])
+		}
+	}
+	if _, err := NewSGD(inf, 0.1, 0, 0, false); !errors.Is(err, errInference) {
+		t.Errorf("NewSGD: %v", err)
+	}
+	if _, err := NewAdam(inf, 0.1, 0, 0, 0, 0); !errors.Is(err, errInference) {
+		t.Errorf("NewAdam: %v", err)
+	}
+	d := &dataset.Dataset{}
+	if _, err := Train(context.Background(), inf, nil, d, TrainConfig{Epochs: 1, Batch: 1}); !errors.Is(err, errInference) {
+		t.Errorf("Train: %v", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Backward on an inference model did not panic")
+			}
+		}()
+		inf.Loss([]int32{1, 2})
+		inf.Backward()
+	}()
 }

@@ -58,6 +58,8 @@ func coordinatorProcess(t *testing.T, dir, addr string, env ...string) *exec.Cmd
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), append([]string{"FEDQ_TEST_COORDINATOR_DIR=" + dir, "FEDQ_TEST_COORDINATOR_ADDR=" + addr}, env...)...)
 	cmd.Stderr = os.Stderr
+	cmd.WaitDelay = 5 * time.Second
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -12,12 +13,24 @@ import (
 
 // ModelSource serves model versions to agents' model-download streams.
 type ModelSource interface {
-	// Model returns the tensors of version and their hash (the SHA-256 of the tensor
-	// stream's raw bytes, which is the version's hash), or a protocol error
-	// (CodeNotFound; CodeHashMismatch when hash is not zero and differs). The tensors
-	// are only read, possibly by many downloads at once; the hash is sent as the
-	// stream's trailer without hashing the bytes again.
-	Model(version uint64, hash protocol.Hash) (tensors []protocol.TensorRef, meta map[string]string, sum protocol.Hash, err error)
+	// Model opens version for streaming, or returns a protocol error (CodeNotFound;
+	// CodeHashMismatch when hash is not zero and differs). Many downloads may stream
+	// at once, each from its own ModelStream.
+	Model(version uint64, hash protocol.Hash) (*ModelStream, error)
+}
+
+// ModelStream is one download's view of a model version.
+type ModelStream struct {
+	// Layout lists the tensors, in stream order.
+	Layout []protocol.TensorInfo
+	// Meta is the stream header's metadata (the signed version header).
+	Meta map[string]string
+	// Sum is the SHA-256 of the raw bytes — the version's hash — sent as the trailer
+	// without hashing the bytes again: the receiver checks it.
+	Sum protocol.Hash
+	// Data yields the raw bytes: the tensors in order, little-endian, as a blob file
+	// holds them. The server closes it.
+	Data io.ReadCloser
 }
 
 // SetModels sets what model-download streams are served from (nil: nothing).
@@ -37,16 +50,14 @@ func (s *Server) serveModel(st *quic.Stream, req *protocol.ModelRequest) error {
 	if p == nil {
 		return protocol.NewError(protocol.CodeNotFound, "no model versions yet")
 	}
-	tensors, meta, sum, err := (*p).Model(req.Version, req.Hash)
+	ms, err := (*p).Model(req.Version, req.Hash)
 	if err != nil {
 		return err
 	}
-	var size int
-	for _, t := range tensors {
-		size += 4 * (len(t.F32) + len(t.I32) + len(t.U32))
-	}
+	defer ms.Data.Close()
+	size := 4 * protocol.LayoutSize(ms.Layout)
 	_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout + time.Duration(size)*time.Microsecond))
-	if err := protocol.NewTensorWriter(protocol.Limits{}).WriteKnown(st, tensors, meta, sum); err != nil {
+	if err := protocol.NewTensorWriter(protocol.Limits{}).WriteRaw(st, ms.Layout, ms.Meta, ms.Sum, ms.Data); err != nil {
 		st.CancelWrite(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
 		return fmt.Errorf("send model %d: %w", req.Version, err)
 	}

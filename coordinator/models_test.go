@@ -1,10 +1,13 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"io"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/coordinator"
 	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/protocol"
 	"github.com/fedq/fedq/protocol/transport"
@@ -22,6 +26,7 @@ import (
 type staticModel struct {
 	version uint64
 	tensors []protocol.TensorRef
+	raw     []byte // the tensors' bytes, little-endian, as a blob file holds them
 	hash    protocol.Hash
 }
 
@@ -40,17 +45,26 @@ func newStaticModel(t testing.TB, version uint64, sizes ...int) *staticModel {
 		t.Fatal(err)
 	}
 	m.hash = h
+	for _, t := range m.tensors {
+		for _, v := range t.F32 {
+			m.raw = binary.LittleEndian.AppendUint32(m.raw, math.Float32bits(v))
+		}
+	}
 	return m
 }
 
-func (m *staticModel) Model(version uint64, hash protocol.Hash) ([]protocol.TensorRef, map[string]string, protocol.Hash, error) {
+func (m *staticModel) Model(version uint64, hash protocol.Hash) (*coordinator.ModelStream, error) {
 	if version != m.version {
-		return nil, nil, protocol.Hash{}, protocol.NewError(protocol.CodeNotFound, "no version %d", version)
+		return nil, protocol.NewError(protocol.CodeNotFound, "no version %d", version)
 	}
 	if !hash.IsZero() && hash != m.hash {
-		return nil, nil, protocol.Hash{}, protocol.NewError(protocol.CodeHashMismatch, "version %d has another hash", version)
+		return nil, protocol.NewError(protocol.CodeHashMismatch, "version %d has another hash", version)
 	}
-	return m.tensors, nil, m.hash, nil
+	ms := &coordinator.ModelStream{Sum: m.hash, Data: io.NopCloser(bytes.NewReader(m.raw))}
+	for _, t := range m.tensors {
+		ms.Layout = append(ms.Layout, t.Info)
+	}
+	return ms, nil
 }
 
 // readAll reads every tensor of a stream into fresh slices.

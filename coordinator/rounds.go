@@ -39,8 +39,15 @@ type rounds struct {
 	online map[string]string     // agent → its latest session ID
 }
 
-// taskModel is a task's model in memory: the base weights of its next round and the
-// aggregate of the running one.
+// taskModel is a task in memory: its model's shape, its latest version (the base of
+// its next round) and the aggregate of the running round.
+//
+// The coordinator holds a fixed set of model-sized buffers per task, and allocates none
+// per round: the accumulator, and the staging buffers of uploads being received. The
+// base is not held: it is a stored blob, which downloads stream from the file (the
+// operating system's page cache, shared and outside the process's heap) and which a
+// commit adds to the round's aggregate update from disk. Memory is therefore
+// (1 + StagingBuffers) models, whatever the number of agents or of downloads.
 type taskModel struct {
 	spec     *task.Spec
 	mspec    compute.Spec
@@ -48,34 +55,23 @@ type taskModel struct {
 	size     int
 	specJSON []byte
 	version  store.Version
-	base     []float32
-	meta     map[string]string // signed metadata of base, for downloads
 	strategy aggregation.Strategy
 	agg      aggregation.Aggregator
 	open     bool               // agg is accumulating the running round
 	accum    []float32          // the buffer agg accumulates into
-	spare    []float32          // the buffer for the next round's accumulator, after a commit
 	record   *store.RoundRecord // the running attempt
 	staging  chan []float32     // model-sized buffers for uploads being received
 }
 
-// startAggregate resets the aggregator for a new round. The coordinator holds a fixed
-// set of model-sized buffers per task — base, accumulator, staging — and allocates none
-// per round: a commit's accumulator becomes the next base, and the old base the next
-// accumulator; a failed round's accumulator is simply reused.
+// startAggregate resets the aggregator for a new round, into the task's accumulator.
 func (tm *taskModel) startAggregate() {
 	if tm.agg == nil {
 		tm.agg = tm.strategy.NewRound(tm.size)
 	}
-	buf := tm.spare
-	if buf == nil {
-		buf = tm.accum
+	if tm.accum == nil {
+		tm.accum = make([]float32, tm.size)
 	}
-	if buf == nil {
-		buf = make([]float32, tm.size)
-	}
-	tm.agg.Reset(buf)
-	tm.accum, tm.spare = buf, nil
+	tm.agg.Reset(tm.accum)
 	tm.open = true
 }
 
@@ -155,23 +151,24 @@ func (r *rounds) load(rec store.TaskRecord) error {
 	if err != nil || !ok {
 		return fmt.Errorf("task %s: latest version %d: missing (%v)", rec.Name, rec.Latest, err)
 	}
-	if err := r.srv.blobs.Get(v.Hash, tm.base); err != nil {
+	if err := r.srv.blobs.Verify(v.Hash, tm.size); err != nil {
 		return fmt.Errorf("task %s: %w", rec.Name, err)
 	}
-	tm.setBase(v, tm.base, r.srv)
+	tm.version = v
 	r.tasks[spec.Name] = tm
 	r.step(engine.TaskAdded{State: engine.TaskState{Spec: spec, Status: engine.Status(rec.Status), Round: rec.Round,
 		RoundsLeft: rec.RoundsLeft, Base: engine.Version{Number: v.Number, Hash: v.Hash}}})
 	return nil
 }
 
-// model prepares a task's in-memory model (weights zeroed).
+// model prepares a task's in-memory state; its accumulator holds the initial weights
+// drawn from the spec's seed (which submit stores) until the first round resets it.
 func (r *rounds) model(spec *task.Spec) (*taskModel, error) {
 	ms, err := spec.ModelSpec()
 	if err != nil {
 		return nil, err
 	}
-	m, err := compute.New[float32](ms, compute.Options{Seed: spec.Seed})
+	m, err := compute.New[float32](ms, compute.Options{Seed: spec.Seed, Inference: true})
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +180,7 @@ func (r *rounds) model(spec *task.Spec) (*taskModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	tm := &taskModel{spec: spec, mspec: ms, specJSON: specJSON, strategy: strat, base: m.Values(), size: m.NumParams()}
+	tm := &taskModel{spec: spec, mspec: ms, specJSON: specJSON, strategy: strat, accum: m.Values(), size: m.NumParams()}
 	for _, p := range m.Params() {
 		tm.layout = append(tm.layout, protocol.TensorInfo{Name: p.Name, DType: protocol.DTypeF32, Shape: p.Shape})
 	}
@@ -193,12 +190,6 @@ func (r *rounds) model(spec *task.Spec) (*taskModel, error) {
 		tm.staging <- nil // allocated on first use
 	}
 	return tm, nil
-}
-
-// setBase makes v (with weights w) the model's base, with its signed download metadata.
-func (tm *taskModel) setBase(v store.Version, w []float32, s *Server) {
-	tm.version, tm.base = v, w
-	tm.meta = protocol.SignedMeta(v.Header(), s.ca.SigningKey)
 }
 
 // submit creates a task: its initial model (from the spec's seed), stored as the task's
@@ -211,7 +202,7 @@ func (r *rounds) submit(spec *task.Spec) (store.Version, error) {
 	if err != nil {
 		return store.Version{}, protocol.NewError(protocol.CodeInvalid, "%v", err)
 	}
-	hash, err := r.srv.blobs.Put(tm.base)
+	hash, err := r.srv.blobs.Put(tm.accum)
 	if err != nil {
 		return store.Version{}, err
 	}
@@ -225,7 +216,7 @@ func (r *rounds) submit(spec *task.Spec) (store.Version, error) {
 	if err := r.srv.store.AddTask(rec, v); err != nil {
 		return store.Version{}, err
 	}
-	tm.setBase(v, tm.base, r.srv)
+	tm.version = v
 	r.tasks[spec.Name] = tm
 	r.step(engine.TaskAdded{State: engine.TaskState{Spec: spec, Status: engine.Idle, Round: 1, Base: engine.Version{Number: v.Number, Hash: v.Hash}}})
 	r.log.Info("task submitted", "task", spec.Name, "version", v.Number, "params", tm.size)
@@ -281,20 +272,16 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return engine.CommitFailed{TaskID: a.TaskID, Err: err}
 	}
 	tm.open = false
-	next, err := tm.agg.Finish(tm.base)
+	// next = base + Δ, in the accumulator, with the base read from its blob. Whatever
+	// happens the accumulator is reset by the next round (a failed commit is retried
+	// as a new attempt from the same base).
+	next, err := tm.agg.Finish()
 	if err != nil {
 		return fail(err)
 	}
-	// On success the old base becomes the next round's accumulator; on failure the
-	// round is retried from the old base and the accumulator (now holding next) is
-	// reused as it is.
-	oldBase := tm.base
-	committed := false
-	defer func() {
-		if committed {
-			tm.spare, tm.accum = oldBase, nil
-		}
-	}()
+	if err := r.srv.blobs.AddTo(tm.version.Hash, next); err != nil {
+		return fail(fmt.Errorf("base version %d: %w", tm.version.Number, err))
+	}
 	if err := aggregation.CheckUpdate(next, tm.size); err != nil {
 		return fail(fmt.Errorf("the aggregate is not finite: %w", err))
 	}
@@ -327,53 +314,34 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	if _, err := r.srv.store.Commit(rec, v); err != nil {
 		return fail(err)
 	}
-	tm.setBase(v, next, r.srv)
+	tm.version = v
 	tm.record = nil
-	committed = true
 	r.log.Info("round committed", "task", a.Task, "round", a.Round, "version", v.Number, "updates", a.Updates,
 		"train_loss", a.Loss, "accuracy", metrics["accuracy"])
 	return engine.Committed{TaskID: a.TaskID, Version: engine.Version{Number: v.Number, Hash: v.Hash}}
 }
 
-// Model implements ModelSource: a task's latest version from memory, older ones from the
-// blob store.
-func (r *rounds) Model(version uint64, hash protocol.Hash) ([]protocol.TensorRef, map[string]string, protocol.Hash, error) {
-	var tensors []protocol.TensorRef
-	var meta map[string]string
-	var sum protocol.Hash
-	err := r.call(context.Background(), func() {
-		for _, tm := range r.tasks {
-			if tm.version.Number == version {
-				tensors, meta, sum = protocol.ParamRefs(tm.layout, tm.base), tm.meta, tm.version.Hash
-				return
-			}
-		}
-	})
+// Model implements ModelSource: any stored version, streamed from its blob file.
+func (r *rounds) Model(version uint64, hash protocol.Hash) (*ModelStream, error) {
+	v, ok, err := r.srv.store.Version(version)
 	if err != nil {
-		return nil, nil, sum, err
+		return nil, protocol.NewError(protocol.CodeInternal, "version %d: %v", version, err)
 	}
-	if tensors == nil {
-		v, ok, err := r.srv.store.Version(version)
-		if err != nil {
-			return nil, nil, sum, err
-		}
-		if !ok {
-			return nil, nil, sum, protocol.NewError(protocol.CodeNotFound, "no version %d", version)
-		}
-		tm, err := r.layoutOf(v.Task)
-		if err != nil {
-			return nil, nil, sum, err
-		}
-		w := make([]float32, v.Params)
-		if err := r.srv.blobs.Get(v.Hash, w); err != nil {
-			return nil, nil, sum, protocol.NewError(protocol.CodeInternal, "%v", err)
-		}
-		tensors, meta, sum = protocol.ParamRefs(tm, w), protocol.SignedMeta(v.Header(), r.srv.ca.SigningKey), v.Hash
+	if !ok {
+		return nil, protocol.NewError(protocol.CodeNotFound, "no version %d", version)
 	}
-	if !hash.IsZero() && hash != sum {
-		return nil, nil, sum, protocol.NewError(protocol.CodeHashMismatch, "version %d hashes to %s, not %s", version, sum, hash)
+	if !hash.IsZero() && hash != v.Hash {
+		return nil, protocol.NewError(protocol.CodeHashMismatch, "version %d hashes to %s, not %s", version, v.Hash, hash)
 	}
-	return tensors, meta, sum, nil
+	layout, err := r.layoutOf(v.Task)
+	if err != nil {
+		return nil, err
+	}
+	f, err := r.srv.blobs.Open(v.Hash, v.Params)
+	if err != nil {
+		return nil, protocol.NewError(protocol.CodeInternal, "version %d: %v", version, err)
+	}
+	return &ModelStream{Layout: layout, Meta: protocol.SignedMeta(v.Header(), r.srv.ca.SigningKey), Sum: v.Hash, Data: f}, nil
 }
 
 // layoutOf returns the parameter layout of a task's model.

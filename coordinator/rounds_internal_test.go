@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/fedq/fedq/coordinator/ca"
@@ -14,8 +16,8 @@ import (
 
 // TestBufferCycling drives the driver's round bookkeeping directly through commits and a
 // failed round, and checks every committed version against base + the weighted mean of
-// its updates, computed independently: the base/accumulator buffer swaps must never mix
-// rounds.
+// its updates, computed independently: the reused accumulator must never mix rounds,
+// and the base, read back from its blob at each commit, must be the last version.
 func TestBufferCycling(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
@@ -37,7 +39,10 @@ func TestBufferCycling(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm := r.tasks["t"]
-	base := append([]float32(nil), tm.base...)
+	base := make([]float32, tm.size)
+	if err := srv.blobs.Get(v0.Hash, base); err != nil {
+		t.Fatal(err)
+	}
 	rng := rand.New(rand.NewPCG(1, 1))
 	version := v0.Number
 	for round := uint64(1); round <= 4; round++ {
@@ -89,5 +94,43 @@ func TestBufferCycling(t *testing.T) {
 			}
 		}
 		copy(base, got)
+	}
+
+	// A damaged base blob fails the commit, with a clear error, and stores nothing; the
+	// round is retried once the blob is whole again.
+	path := srv.blobs.Path(tm.version.Hash)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte(nil), good...)
+	bad[0] ^= 1
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := uint32(1); attempt <= 2; attempt++ {
+		taskID := engine.TaskID("t", 5, attempt, "x")
+		r.do(engine.StartRound{Task: "t", Round: 5, Attempt: attempt, TaskID: taskID, Base: engine.Version{Number: version, Hash: tm.version.Hash}})
+		if err := tm.agg.Add(make([]float32, tm.size), 1); err != nil {
+			t.Fatal(err)
+		}
+		ev := r.commit(engine.CommitRound{Task: "t", Round: 5, Attempt: attempt, TaskID: taskID, Updates: 1, Examples: 1})
+		if attempt == 1 {
+			f, ok := ev.(engine.CommitFailed)
+			if !ok || !strings.Contains(f.Err.Error(), "damaged store") {
+				t.Fatalf("commit on a damaged base: %+v", ev)
+			}
+			if tm.version.Number != version {
+				t.Fatalf("a failed commit moved the base to version %d", tm.version.Number)
+			}
+			if err := os.WriteFile(path, good, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r.do(engine.FailRound{Task: "t", Round: 5, Attempt: 1, TaskID: taskID, Reason: "commit failed"})
+			continue
+		}
+		if _, ok := ev.(engine.Committed); !ok {
+			t.Fatalf("commit after repair: %+v", ev)
+		}
 	}
 }

@@ -382,6 +382,51 @@ func (tw *TensorWriter) WriteKnown(w io.Writer, tensors []TensorRef, meta map[st
 	return err
 }
 
+// WriteRaw writes a tensor stream whose raw bytes — the tensors of layout in order,
+// little-endian, as a stored model file holds them — come from data, with sum, the
+// caller's known hash of those bytes, as the trailer (see WriteKnown). Exactly the
+// layout's byte size is read from data; a shorter data is an error, and the stream is
+// then unusable. A coordinator serves stored versions this way, from the file, without
+// holding the model in memory.
+func (tw *TensorWriter) WriteRaw(w io.Writer, layout []TensorInfo, meta map[string]string, sum Hash, data io.Reader) error {
+	hdr := TensorHeader{Tensors: layout, Meta: meta}
+	for _, t := range layout {
+		hdr.TotalBytes += uint64(t.NumElements() * t.DType.Size())
+	}
+	if err := hdr.check(tw.lim); err != nil {
+		return fmt.Errorf("protocol: refusing to send a tensor stream the peer would reject: %w", err)
+	}
+	b, err := encodeFrame(&tw.frame, &hdr, tw.lim.MaxHeaderBytes)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("protocol: writing tensor header: %w", err)
+	}
+	if tw.chunk == nil {
+		tw.chunk = make([]uint32, tw.lim.ChunkSize/4)
+	}
+	buf := asBytes(tw.chunk)
+	for left := hdr.TotalBytes; left > 0; {
+		p := buf[:min(uint64(len(buf)), left)]
+		if _, err := io.ReadFull(data, p); err != nil {
+			return fmt.Errorf("protocol: reading tensor data (%d bytes left): %w", left, err)
+		}
+		if _, err := w.Write(p); err != nil {
+			return fmt.Errorf("protocol: writing tensor data: %w", err)
+		}
+		left -= uint64(len(p))
+	}
+	b, err = encodeFrame(&tw.frame, &TensorTrailer{SHA256: sum}, maxTrailerBytes)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("protocol: writing tensor trailer: %w", err)
+	}
+	return nil
+}
+
 func (tw *TensorWriter) write(w io.Writer, tensors []TensorRef, meta map[string]string, known *Hash) (Hash, error) {
 	hdr := TensorHeader{Tensors: make([]TensorInfo, len(tensors)), Meta: meta}
 	data := make([][]byte, len(tensors))

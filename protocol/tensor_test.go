@@ -533,3 +533,40 @@ func TestWriteKnownHash(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteRaw checks that a stream written from raw little-endian bytes is byte for
+// byte the stream Write produces from the same tensors, across chunk boundaries, and
+// that short data is an error.
+func TestWriteRaw(t *testing.T) {
+	tensors := sampleTensors(7)
+	var want bytes.Buffer
+	sum, err := NewTensorWriter(Limits{ChunkSize: 8}).Write(&want, tensors, map[string]string{"k": "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	layout := make([]TensorInfo, len(tensors))
+	for i := range tensors {
+		layout[i] = tensors[i].Info
+		b, err := tensors[i].data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < len(b); j += 4 { // host order → little-endian
+			raw = binary.LittleEndian.AppendUint32(raw, binary.NativeEndian.Uint32(b[j:]))
+		}
+	}
+	for _, chunk := range []int{8, 12, 64 << 10} {
+		var got bytes.Buffer
+		if err := NewTensorWriter(Limits{ChunkSize: chunk}).WriteRaw(&got, layout, map[string]string{"k": "v"}, sum, bytes.NewReader(raw)); err != nil {
+			t.Fatalf("chunk %d: %v", chunk, err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("chunk %d: WriteRaw wrote other bytes than Write", chunk)
+		}
+	}
+	err = NewTensorWriter(Limits{}).WriteRaw(io.Discard, layout, nil, sum, bytes.NewReader(raw[:len(raw)-4]))
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("short data: %v", err)
+	}
+}

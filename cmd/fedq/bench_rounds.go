@@ -38,6 +38,8 @@ coordinator's peak resident memory against the model's size.`,
 			&cli.IntFlag{Name: "rounds", Value: 20, Usage: "rounds to run"},
 			&cli.IntFlag{Name: "staging", Value: 1, Usage: "uploads the coordinator receives at once"},
 			&cli.StringFlag{Name: "coordinator-profile", Usage: "write the coordinator's CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
+			&cli.StringFlag{Name: "agents-profile", Usage: "write the agents' (this process's) CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
+			&cli.BoolFlag{Name: "verbose", Usage: "log the coordinator (info) and the agents (debug) to stderr"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: runBenchRounds,
@@ -70,7 +72,11 @@ func runBenchRounds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"--log-level", "warn", "coordinator", "run", "--dir", dir, "--listen", addr,
+	level := "warn"
+	if c.Bool("verbose") {
+		level = "info"
+	}
+	args := []string{"--log-level", level, "coordinator", "run", "--dir", dir, "--listen", addr,
 		"--heartbeat", "10s", "--staging", fmt.Sprint(c.Int("staging"))}
 	if p := c.String("coordinator-profile"); p != "" {
 		args = append(args, "--cpuprofile", p+".cpu", "--memprofile", p+".heap")
@@ -99,6 +105,9 @@ func runBenchRounds(c *cli.Context) error {
 	data := &dataset.Dataset{Name: "bench", X: make([]float32, inputs), Y: []int32{0}, Shape: []int{inputs}, NumClasses: classes}
 	caps := protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "bench", Data: data}})}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if c.Bool("verbose") {
+		quiet = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	tr, err := transport.NewClientTransport()
 	if err != nil {
 		return err
@@ -141,6 +150,13 @@ func runBenchRounds(c *cli.Context) error {
 	v0, err := adm.SubmitTask(ctx, json.RawMessage(spec))
 	if err != nil {
 		return err
+	}
+	if p := c.String("agents-profile"); p != "" {
+		stop, err := profile(p+".cpu", p+".heap")
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	start := time.Now()
 	if _, err := adm.StartRounds(ctx, "bench", rounds); err != nil {

@@ -20,7 +20,7 @@ func evalCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		}, dataFlags()...),
 		Action: func(c *cli.Context) error {
-			m, _, err := compute.LoadFile(c.String("model"), compute.Options{})
+			m, _, err := compute.LoadFile(c.String("model"), compute.Options{Inference: true})
 			if err != nil {
 				return err
 			}

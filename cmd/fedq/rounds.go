@@ -343,7 +343,7 @@ func pullModel(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		m, err := compute.New[float32](ms, compute.Options{})
+		m, err := compute.New[float32](ms, compute.Options{Inference: true})
 		if err != nil {
 			return err
 		}

@@ -141,7 +141,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	lastCommit := started
 	done := make(chan struct{})
 	var doneOnce sync.Once
-	evalModel, err := compute.New[float32](spec, compute.Options{})
+	evalModel, err := compute.New[float32](spec, compute.Options{Inference: true})
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fedq/fedq/compute/blas"
 	"github.com/fedq/fedq/protocol"
 )
 
@@ -33,7 +34,8 @@ func OpenBlobs(dir string) (*Blobs, error) {
 	return &Blobs{dir: dir}, nil
 }
 
-func (b *Blobs) path(h protocol.Hash) string { return filepath.Join(b.dir, h.String()) }
+// Path returns the file of the blob of h (which may not exist).
+func (b *Blobs) Path(h protocol.Hash) string { return filepath.Join(b.dir, h.String()) }
 
 // HashWeights returns the SHA-256 of weights as little-endian float32.
 func HashWeights(w []float32) protocol.Hash {
@@ -56,7 +58,7 @@ func HashWeights(w []float32) protocol.Hash {
 // Put stores weights and returns their hash. Storing the same weights twice is fine.
 func (b *Blobs) Put(w []float32) (protocol.Hash, error) {
 	sum := HashWeights(w)
-	final := b.path(sum)
+	final := b.Path(sum)
 	if fi, err := os.Stat(final); err == nil && fi.Size() == int64(4*len(w)) {
 		return sum, nil
 	}
@@ -99,30 +101,64 @@ func (b *Blobs) Put(w []float32) (protocol.Hash, error) {
 // Get reads the blob of hash into dst, which must have its exact size, and verifies the
 // hash.
 func (b *Blobs) Get(h protocol.Hash, dst []float32) error {
-	f, err := os.Open(b.path(h))
+	return b.read(h, len(dst), func(chunk []float32, off int) { copy(dst[off:], chunk) })
+}
+
+// AddTo adds the blob of hash to dst (dst += blob), which must have its exact size, and
+// verifies the hash. The coordinator applies a round's aggregate update to its base
+// this way, without holding the base in memory. On error dst is partly updated.
+func (b *Blobs) AddTo(h protocol.Hash, dst []float32) error {
+	return b.read(h, len(dst), func(chunk []float32, off int) { blas.Axpy(1, chunk, dst[off:off+len(chunk)]) })
+}
+
+// Verify checks that the blob of hash holds n values that hash to it.
+func (b *Blobs) Verify(h protocol.Hash, n int) error {
+	return b.read(h, n, func([]float32, int) {})
+}
+
+// Open opens the blob of hash, of n values, for streaming its raw little-endian bytes;
+// the caller closes it. Blobs are never rewritten, so a reader sees whole content even
+// while new versions are stored. Its hash is not checked here: a download's trailer
+// carries the expected hash and the receiver checks it.
+func (b *Blobs) Open(h protocol.Hash, n int) (*os.File, error) {
+	f, err := os.Open(b.Path(h))
 	if err != nil {
-		return fmt.Errorf("weights %s: %w", h.String()[:12], err)
+		return nil, fmt.Errorf("weights %s: %w", h.String()[:12], err)
 	}
-	defer f.Close()
 	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("weights %s: %w", h.String()[:12], err)
+	}
+	if fi.Size() != int64(4*n) {
+		f.Close()
+		return nil, fmt.Errorf("weights %s: file has %d bytes, want %d (damaged store)", h.String()[:12], fi.Size(), 4*n)
+	}
+	return f, nil
+}
+
+// read streams the blob of hash, which must hold n values, through fn in chunks, and
+// verifies the hash at the end.
+func (b *Blobs) read(h protocol.Hash, n int, fn func(chunk []float32, off int)) error {
+	f, err := b.Open(h, n)
 	if err != nil {
 		return err
 	}
-	if fi.Size() != int64(4*len(dst)) {
-		return fmt.Errorf("weights %s: file has %d bytes, want %d (damaged store)", h.String()[:12], fi.Size(), 4*len(dst))
-	}
+	defer f.Close()
 	hash := sha256.New()
 	buf := make([]byte, 256<<10)
-	for off := 0; off < len(dst); {
-		n := min(len(dst)-off, len(buf)/4)
-		if _, err := io.ReadFull(f, buf[:4*n]); err != nil {
+	vals := make([]float32, len(buf)/4)
+	for off := 0; off < n; {
+		k := min(n-off, len(vals))
+		if _, err := io.ReadFull(f, buf[:4*k]); err != nil {
 			return fmt.Errorf("weights %s: %w", h.String()[:12], err)
 		}
-		hash.Write(buf[:4*n])
-		for i := range n {
-			dst[off+i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		hash.Write(buf[:4*k])
+		for i := range k {
+			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
 		}
-		off += n
+		fn(vals[:k], off)
+		off += k
 	}
 	var sum protocol.Hash
 	hash.Sum(sum[:0])
@@ -134,7 +170,7 @@ func (b *Blobs) Get(h protocol.Hash, dst []float32) error {
 
 // Size returns a blob's size in bytes, or an error if it is missing.
 func (b *Blobs) Size(h protocol.Hash) (int64, error) {
-	fi, err := os.Stat(b.path(h))
+	fi, err := os.Stat(b.Path(h))
 	if err != nil {
 		return 0, err
 	}
@@ -215,7 +251,7 @@ func (s *Store) Check(b *Blobs) (CheckReport, error) {
 	}
 	for _, h := range blobs {
 		if !named[h] {
-			if err := os.Remove(b.path(h)); err == nil {
+			if err := os.Remove(b.Path(h)); err == nil {
 				rep.OrphansRemoved++
 			}
 		}
