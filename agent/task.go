@@ -264,6 +264,7 @@ func (d *Daemon) upload(ctx context.Context, hdr *protocol.UpdateHeader, tensors
 		}
 		return transport.ConnError(conn, err)
 	}
+	transport.EndRead(st)
 	switch m := m.(type) {
 	case *protocol.UpdateAck:
 		return nil

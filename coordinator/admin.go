@@ -170,6 +170,7 @@ func (s *Server) serveAdmin(ctx context.Context, conn *quic.Conn, peer transport
 				}
 			}
 			_ = st.Close()
+			transport.EndRead(st)
 		}()
 	}
 }
@@ -443,12 +444,15 @@ func (c *AdminClient) Call(ctx context.Context, method string, req, resp any) er
 				continue
 			}
 		case *protocol.Error:
+			transport.EndRead(st)
 			return m
 		default:
+			st.CancelRead(quic.StreamErrorCode(protocol.CodeProtocol.AppErrorCode()))
 			return fmt.Errorf("%s: unexpected reply %s", method, m.Type())
 		}
 		break
 	}
+	transport.EndRead(st)
 	if resp == nil {
 		return nil
 	}

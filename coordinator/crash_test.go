@@ -69,6 +69,38 @@ func coordinatorProcess(t *testing.T, dir, addr string, env ...string) *exec.Cmd
 	return cmd
 }
 
+// waitExit waits for the coordinator process to exit. If it has not within limit, the
+// test fails with what the coordinator reports of its tasks and rounds, and with the
+// process's goroutines (SIGQUIT makes it print them on the shared stderr).
+func waitExit(t *testing.T, proc *exec.Cmd, dir, addr string, limit time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- proc.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if cl, err := coordinator.DialAdmin(ctx, dir, addr); err != nil {
+		t.Logf("admin: %v", err)
+	} else {
+		st, err := cl.Status(ctx)
+		t.Logf("status: %+v (%v)", st, err)
+		ts, err := cl.Tasks(ctx)
+		t.Logf("tasks: %+v (%v)", ts, err)
+		cl.Close()
+	}
+	_ = proc.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+	t.Fatalf("the coordinator process did not exit within %v", limit)
+	return nil
+}
+
 func freeAddr(t *testing.T) string {
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -126,7 +158,7 @@ func TestKillCoordinatorMidRound(t *testing.T) {
 	}
 	adm.Close()
 	// Crash 1: the process dies after round 4's weights are written.
-	if err := proc.Wait(); err == nil || proc.ProcessState.ExitCode() != 137 {
+	if err := waitExit(t, proc, dir, addr, 5*time.Minute); err == nil || proc.ProcessState.ExitCode() != 137 {
 		t.Fatalf("the coordinator should have crashed at round 4: %v", err)
 	}
 	proc = coordinatorProcess(t, dir, addr)
@@ -152,7 +184,7 @@ func TestKillCoordinatorMidRound(t *testing.T) {
 	if err := proc.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if err := proc.Wait(); err != nil {
+	if err := waitExit(t, proc, dir, addr, time.Minute); err != nil {
 		t.Fatalf("coordinator exit: %v", err)
 	}
 

@@ -61,5 +61,7 @@ func (s *Server) serveModel(st *quic.Stream, req *protocol.ModelRequest) error {
 		st.CancelWrite(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
 		return fmt.Errorf("send model %d: %w", req.Version, err)
 	}
-	return st.Close()
+	err = st.Close()
+	transport.EndRead(st)
+	return err
 }

@@ -272,7 +272,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	return serveErr
 }
 
-// endSessions ends every session politely and waits for the connections.
+// endSessions ends every session politely and waits for the connections, at most
+// shutdownGrace before it closes them.
 func (s *Server) endSessions() {
 	s.closed.Store(true)
 	s.mu.Lock()
@@ -289,8 +290,22 @@ func (s *Server) endSessions() {
 		})
 	}
 	wg.Wait()
-	s.conns.Wait()
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownGrace):
+		// A connection that has not ended by now is stuck on its peer: closing the
+		// socket ends every connection at once.
+		s.log.Warn("connections still open after goodbye: closing them", "grace", shutdownGrace)
+		s.closeSocket()
+		<-done
+	}
 }
+
+// shutdownGrace is how long a stopping coordinator waits for its connections to end
+// after saying goodbye, before it closes them.
+const shutdownGrace = 5 * time.Second
 
 // release closes the socket and the state.
 func (s *Server) release() {
@@ -561,6 +576,7 @@ func (s *Server) acceptStreams(ctx context.Context, ss *session, log *slog.Logge
 					return
 				}
 				_ = st.Close()
+				transport.EndRead(st)
 			default:
 				log.Warn("unexpected stream", "first", m.Type())
 				transport.Reject(st, protocol.NewError(protocol.CodeProtocol, "a stream may not begin with %s", m.Type()))

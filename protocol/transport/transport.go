@@ -225,6 +225,23 @@ func Reject(s *quic.Stream, err error) {
 	s.CancelRead(quic.StreamErrorCode(pe.Code.AppErrorCode()))
 }
 
+// EndRead ends the reading side of a stream whose last frame has been read. QUIC gives
+// the peer back its stream credit only once a stream is complete both ways, and the
+// receiving side is complete only when the FIN has been read: a handler that stops at
+// its frame leaks one of the peer's MaxStreams streams each time the FIN arrives after
+// the frame (it does on a loaded machine), until the peer cannot open any more. EndRead
+// reads the FIN, waiting at most FirstFrameTimeout; anything else in its place — more
+// bytes, an error, a FIN that does not come — cancels the reading side instead, which
+// completes it as well.
+func EndRead(s *quic.Stream) {
+	_ = s.SetReadDeadline(time.Now().Add(FirstFrameTimeout))
+	var b [1]byte
+	n, err := s.Read(b[:])
+	if n > 0 || !errors.Is(err, io.EOF) {
+		s.CancelRead(quic.StreamErrorCode(protocol.CodeProtocol.AppErrorCode()))
+	}
+}
+
 // Discard drains and ignores what is left of r: a helper for tests and for ending
 // streams politely.
 func Discard(r io.Reader) { _, _ = io.Copy(io.Discard, r) }
@@ -338,5 +355,6 @@ func FetchModel(ctx context.Context, conn *quic.Conn, version uint64, hash proto
 	if !hash.IsZero() && tr.Sum() != hash {
 		return fail(protocol.NewError(protocol.CodeHashMismatch, "model %d hashes to %s, not %s", version, tr.Sum(), hash))
 	}
+	EndRead(st)
 	return nil
 }
