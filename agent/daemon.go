@@ -83,6 +83,10 @@ type Config struct {
 	Data map[string]*dataset.Dataset
 	// Threads is the compute threads of local training (default 1).
 	Threads int
+	// BeforeUpload, when set, may change each update (local − base, in the model's
+	// parameter order) just before it is sent. fedq sim uses it to play Byzantine
+	// agents; a site could use it for local privacy mechanisms.
+	BeforeUpload func(round uint64, update []float32)
 }
 
 // Daemon keeps an agent connected to its coordinator.

@@ -163,7 +163,7 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	if err := m.SetValues(base); err != nil {
 		return err
 	}
-	opt, err := newOptimizer(m, o.Config)
+	opt, err := newOptimizer(m, o.Config, base)
 	if err != nil {
 		return err
 	}
@@ -181,6 +181,9 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	delta := m.Values()
 	for i, b := range base {
 		delta[i] -= b
+	}
+	if hook := d.cfg.BeforeUpload; hook != nil {
+		hook(o.Round, delta)
 	}
 	metrics := map[string]float64{"loss": res.Loss, "accuracy": res.Accuracy, "train_seconds": res.Elapsed.Seconds()}
 	for k, v := range metrics {
@@ -223,11 +226,20 @@ func (d *Daemon) baseModel(ctx context.Context, o *protocol.TaskOffer, layout []
 	return weights, nil
 }
 
-func newOptimizer(m *compute.Model[float32], c protocol.TrainConfig) (compute.Optimizer[float32], error) {
+// newOptimizer builds the local optimizer a task asks for; with FedProx's μ > 0 it adds
+// the proximal term around base, the global model.
+func newOptimizer(m *compute.Model[float32], c protocol.TrainConfig, base []float32) (compute.Optimizer[float32], error) {
+	var opt compute.Optimizer[float32]
+	var err error
 	if c.Optimizer == "adam" {
-		return compute.NewAdam(m, c.LR, 0, 0, 0, c.WeightDecay)
+		opt, err = compute.NewAdam(m, c.LR, 0, 0, 0, c.WeightDecay)
+	} else {
+		opt, err = compute.NewSGD(m, c.LR, c.Momentum, c.WeightDecay, false)
 	}
-	return compute.NewSGD(m, c.LR, c.Momentum, c.WeightDecay, false)
+	if err != nil || c.ProxMu == 0 {
+		return opt, err
+	}
+	return compute.NewProximal(opt, c.ProxMu, base)
 }
 
 // upload sends an update on its own stream and waits for the coordinator's verdict.

@@ -19,17 +19,6 @@ import (
 	"github.com/fedq/fedq/compute/blas"
 )
 
-// Strategy is how updates are combined. Strategies with state across rounds (server
-// momentum, adaptive moments) expose it so that it can be stored with each version.
-type Strategy interface {
-	// Name identifies the strategy, e.g. "fedavg".
-	Name() string
-	// NewRound returns an aggregator for the updates of a model with size parameters.
-	// It holds no accumulator until Reset gives it one: the caller owns the buffers, so
-	// that it can cycle a fixed set of them.
-	NewRound(size int) Aggregator
-}
-
 // Aggregator folds a round's updates.
 //
 // It accumulates into one model-sized buffer that Reset gives it. Finish turns the
@@ -74,18 +63,31 @@ func CheckUpdate(update []float32, size int) error {
 	return nil
 }
 
+// Buffering bounds the memory of the aggregators that must keep every update of a round
+// (median, trimmed mean, Krum): updates beyond MemoryBytes go to a memory-mapped file.
+type Buffering struct {
+	// MemoryBytes is how many bytes of updates stay in memory (default 1 GiB; < 0: none).
+	MemoryBytes int64
+	// Dir is where spill files go (default os.TempDir()). They are unlinked at once, so
+	// nothing is left behind by a crash.
+	Dir string
+}
+
+// DefaultMemoryBytes is Buffering's default memory budget.
+const DefaultMemoryBytes = 1 << 30
+
+func (b Buffering) budget() int64 {
+	switch {
+	case b.MemoryBytes == 0:
+		return DefaultMemoryBytes
+	case b.MemoryBytes < 0:
+		return 0
+	}
+	return b.MemoryBytes
+}
+
 // ErrNoUpdates is returned by Finish when no update was added.
 var ErrNoUpdates = errors.New("aggregation: no updates to aggregate")
-
-// FedAvg is federated averaging (McMahan et al. 2017): the base plus the average of the
-// updates weighted by example count.
-type FedAvg struct{}
-
-// Name implements Strategy.
-func (FedAvg) Name() string { return "fedavg" }
-
-// NewRound implements Strategy.
-func (FedAvg) NewRound(size int) Aggregator { return &weightedSum{size: size} }
 
 // weightedSum accumulates Σ nᵢ·uᵢ and Σ nᵢ in one model-sized buffer.
 type weightedSum struct {
@@ -137,13 +139,4 @@ func (a *weightedSum) Reset(buf []float32) {
 	}
 	clear(buf)
 	a.sum, a.count, a.examples = buf, 0, 0
-}
-
-// New returns the strategy called name.
-func New(name string) (Strategy, error) {
-	switch name {
-	case "", "fedavg":
-		return FedAvg{}, nil
-	}
-	return nil, fmt.Errorf("unknown strategy %q (have: fedavg)", name)
 }

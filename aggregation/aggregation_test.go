@@ -9,7 +9,7 @@ import (
 func TestFedAvgMatchesFloat64(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	const size, n = 1000, 7
-	agg := FedAvg{}.NewRound(size)
+	agg := newFedAvg(size)
 	agg.Reset(make([]float32, size))
 	want := make([]float64, size)
 	var total float64
@@ -76,7 +76,7 @@ func TestCheckUpdate(t *testing.T) {
 			t.Errorf("CheckUpdate(%v, %d) = %v", tc.u, tc.size, err)
 		}
 	}
-	agg := FedAvg{}.NewRound(2)
+	agg := newFedAvg(2)
 	if err := agg.Add([]float32{1, 2}, 1); err == nil {
 		t.Fatal("Add before Reset accepted")
 	}
@@ -87,7 +87,16 @@ func TestCheckUpdate(t *testing.T) {
 	if err := agg.Add([]float32{1, 2}, 0); err == nil {
 		t.Fatal("zero examples accepted")
 	}
-	if _, err := New("krum9"); err == nil {
+	if _, err := New("krum9", nil, Options{}); err == nil {
 		t.Fatal("unknown strategy accepted")
 	}
+}
+
+// newFedAvg is FedAvg's aggregator for a model of size parameters.
+func newFedAvg(size int) Aggregator {
+	s, err := New("fedavg", nil, Options{})
+	if err != nil {
+		panic(err)
+	}
+	return s.NewRound(size)
 }

@@ -131,3 +131,32 @@ func (o *Adam[T]) Step(w, g []T) {
 
 // Reset implements Optimizer.
 func (o *Adam[T]) Reset() { o.m, o.v, o.t = nil, nil, 0 }
+
+// Proximal adds FedProx's proximal term (Li et al. 2020) to another optimizer: the local
+// loss gains (μ/2)‖w − Center‖², so each step's gradient gains μ·(w − Center), which
+// keeps local training near the global model Center.
+type Proximal[T Float] struct {
+	Optimizer[T]
+	Mu     float64
+	Center []T
+}
+
+// NewProximal wraps opt with the proximal term around center (aligned with the model's
+// values), checking μ.
+func NewProximal[T Float](opt Optimizer[T], mu float64, center []T) (*Proximal[T], error) {
+	if !(mu >= 0) || math.IsInf(mu, 0) {
+		return nil, fmt.Errorf("proximal term: μ must be ≥ 0, got %v", mu)
+	}
+	return &Proximal[T]{Optimizer: opt, Mu: mu, Center: center}, nil
+}
+
+// Step implements Optimizer.
+func (p *Proximal[T]) Step(w, g []T) {
+	mu := T(p.Mu)
+	c := p.Center[:len(w)]
+	g = g[:len(w)]
+	for i, wi := range w {
+		g[i] += mu * (wi - c[i])
+	}
+	p.Optimizer.Step(w, g)
+}

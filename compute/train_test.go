@@ -152,3 +152,46 @@ func TestInferenceModel(t *testing.T) {
 		inf.Backward()
 	}()
 }
+
+// TestProximalMatchesSeparateUpdate checks FedProx's proximal step against a direct
+// computation: w ← w − lr·(∇loss + μ·(w − center)).
+func TestProximalMatchesSeparateUpdate(t *testing.T) {
+	spec, _ := BuiltinSpec("2nn")
+	for _, mu := range []float64{0, 0.01, 1} {
+		a, _ := New[float64](spec, Options{Seed: 4})
+		b, _ := New[float64](spec, Options{Seed: 4})
+		center := make([]float64, a.NumParams())
+		for i := range center {
+			center[i] = float64(i%13)/13 - 0.5
+		}
+		const n, lr = 5, 0.05
+		x := make([]float64, n*a.InputSize())
+		for i := range x {
+			x[i] = float64(i%89) / 89
+		}
+		y := []int32{1, 2, 3, 4, 5}
+		sgd, _ := NewSGD(a, lr, 0, 0, false)
+		prox, err := NewProximal[float64](sgd, mu, center)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			a.TrainStep(prox, x, y, n)
+			b.Forward(x, n, true)
+			b.Loss(y)
+			b.Backward()
+			w := b.Values()
+			for i, g := range b.Grads() {
+				w[i] -= lr * (g + mu*(w[i]-center[i]))
+			}
+		}
+		for i, v := range a.Values() {
+			if d := v - b.Values()[i]; d > 1e-12 || d < -1e-12 {
+				t.Fatalf("μ=%v: parameter %d: proximal %v, direct %v", mu, i, v, b.Values()[i])
+			}
+		}
+	}
+	if _, err := NewProximal[float64](nil, -1, nil); err == nil {
+		t.Fatal("a negative μ was accepted")
+	}
+}

@@ -57,10 +57,11 @@ type taskModel struct {
 	version  store.Version
 	strategy aggregation.Strategy
 	agg      aggregation.Aggregator
-	open     bool               // agg is accumulating the running round
-	accum    []float32          // the buffer agg accumulates into
-	record   *store.RoundRecord // the running attempt
-	staging  chan []float32     // model-sized buffers for uploads being received
+	open     bool                 // agg is accumulating the running round
+	accum    []float32            // the buffer agg accumulates into
+	record   *store.RoundRecord   // the running attempt
+	results  []aggregation.Result // the running round's metrics from agents
+	staging  chan []float32       // model-sized buffers for uploads being received
 }
 
 // startAggregate resets the aggregator for a new round, into the task's accumulator.
@@ -72,7 +73,23 @@ func (tm *taskModel) startAggregate() {
 		tm.accum = make([]float32, tm.size)
 	}
 	tm.agg.Reset(tm.accum)
+	tm.results = tm.results[:0]
 	tm.open = true
+}
+
+// restoreStrategy sets the strategy's state to what version v stored.
+func (r *rounds) restoreStrategy(tm *taskModel, v store.Version) error {
+	var state []float32
+	if !v.StrategyState.IsZero() {
+		state = make([]float32, v.StrategyStateValues)
+		if err := r.srv.blobs.Get(v.StrategyState, state); err != nil {
+			return fmt.Errorf("version %d: strategy state: %w", v.Number, err)
+		}
+	}
+	if err := tm.strategy.SetState(state); err != nil {
+		return fmt.Errorf("version %d: strategy state: %w", v.Number, err)
+	}
+	return nil
 }
 
 func newRounds(s *Server) *rounds {
@@ -154,6 +171,9 @@ func (r *rounds) load(rec store.TaskRecord) error {
 	if err := r.srv.blobs.Verify(v.Hash, tm.size); err != nil {
 		return fmt.Errorf("task %s: %w", rec.Name, err)
 	}
+	if err := r.restoreStrategy(tm, v); err != nil {
+		return fmt.Errorf("task %s: %w", rec.Name, err)
+	}
 	tm.version = v
 	r.tasks[spec.Name] = tm
 	r.step(engine.TaskAdded{State: engine.TaskState{Spec: spec, Status: engine.Status(rec.Status), Round: rec.Round,
@@ -172,7 +192,8 @@ func (r *rounds) model(spec *task.Spec) (*taskModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	strat, err := aggregation.New(spec.Strategy.Name)
+	strat, err := aggregation.New(spec.Strategy.Name, spec.Strategy.Params, aggregation.Options{
+		Buffering: aggregation.Buffering{MemoryBytes: r.srv.cfg.AggregationMemory, Dir: r.srv.cfg.Dir}})
 	if err != nil {
 		return nil, err
 	}
@@ -235,11 +256,12 @@ func (r *rounds) do(a engine.Action) engine.Event {
 	case engine.SendOffer:
 		tm := r.tasks[a.Task]
 		t := tm.spec.Train
+		local := tm.strategy.ConfigureTrain(a.Round)
 		r.srv.sendTo(a.Agent, &protocol.TaskOffer{TaskID: a.TaskID, Round: a.Round, Kind: protocol.TaskTrain,
 			BaseVersion: a.Base.Number, BaseHash: a.Base.Hash, Dataset: tm.spec.Dataset, ModelSpec: tm.mspec.JSON(),
 			DeadlineMs: a.Deadline.UnixMilli(),
 			Config: protocol.TrainConfig{Epochs: uint32(t.Epochs), LocalSteps: uint32(t.LocalSteps), Batch: uint32(t.Batch), LR: t.LR,
-				Optimizer: t.Optimizer, Momentum: t.Momentum, WeightDecay: t.WeightDecay}})
+				Optimizer: t.Optimizer, Momentum: t.Momentum, WeightDecay: t.WeightDecay, ProxMu: local.ProxMu}})
 	case engine.CancelOffer:
 		r.srv.sendTo(a.Agent, &protocol.TaskCancel{TaskID: a.TaskID, Reason: a.Reason, Code: protocol.CodeCancelled})
 	case engine.CommitRound:
@@ -272,13 +294,25 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return engine.CommitFailed{TaskID: a.TaskID, Err: err}
 	}
 	tm.open = false
-	// next = base + Δ, in the accumulator, with the base read from its blob. Whatever
-	// happens the accumulator is reset by the next round (a failed commit is retried
-	// as a new attempt from the same base).
+	// next = base + step(Δ), in the accumulator, with the base read from its blob.
+	// Whatever happens the accumulator is reset by the next round (a failed commit is
+	// retried as a new attempt from the same base), and the strategy's state goes back
+	// to the base's.
 	next, err := tm.agg.Finish()
 	if err != nil {
 		return fail(err)
 	}
+	if err := tm.strategy.Apply(next); err != nil {
+		return fail(err)
+	}
+	stateAdvanced := true
+	defer func() {
+		if stateAdvanced {
+			if err := r.restoreStrategy(tm, tm.version); err != nil {
+				r.log.Error("restore strategy state", "task", a.Task, "err", err)
+			}
+		}
+	}()
 	if err := r.srv.blobs.AddTo(tm.version.Hash, next); err != nil {
 		return fail(fmt.Errorf("base version %d: %w", tm.version.Number, err))
 	}
@@ -286,7 +320,10 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return fail(fmt.Errorf("the aggregate is not finite: %w", err))
 	}
 	metrics := map[string]float64{"train_loss": a.Loss, "updates": float64(a.Updates), "examples": float64(a.Examples)}
-	if ev := r.srv.cfg.Evaluate; ev != nil {
+	for k, v := range tm.strategy.AggregateEvaluate(tm.results) {
+		metrics["train_"+k] = v
+	}
+	if ev := r.srv.cfg.Evaluate; ev != nil && tm.strategy.ConfigureEvaluate(a.Round) {
 		m, err := ev(a.Task, a.Round, tm.mspec, next)
 		if err != nil {
 			r.log.Warn("evaluation failed", "task", a.Task, "err", err)
@@ -299,6 +336,13 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	if err != nil {
 		return fail(err)
 	}
+	var stateHash protocol.Hash
+	state := tm.strategy.State()
+	if state != nil {
+		if stateHash, err = r.srv.blobs.Put(state); err != nil {
+			return fail(fmt.Errorf("strategy state: %w", err))
+		}
+	}
 	if hook := r.srv.cfg.AfterBlobWrite; hook != nil {
 		hook(a.Task, a.Round)
 	}
@@ -307,7 +351,8 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return fail(err)
 	}
 	v := store.Version{Number: num, Parent: tm.version.Number, Task: a.Task, Round: a.Round, Hash: hash, Params: tm.size,
-		Created: r.srv.cfg.Now().UTC(), Metrics: metrics, Strategy: tm.strategy.Name()}
+		Created: r.srv.cfg.Now().UTC(), Metrics: metrics, Strategy: tm.strategy.Name(),
+		StrategyState: stateHash, StrategyStateValues: len(state)}
 	v.Signature = v.Header().Sign(r.srv.ca.SigningKey)
 	rec := *tm.record
 	rec.Ended, rec.Updates, rec.Examples, rec.Loss = r.srv.cfg.Now().UTC(), a.Updates, a.Examples, a.Loss
@@ -316,6 +361,7 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	}
 	tm.version = v
 	tm.record = nil
+	stateAdvanced = false
 	r.log.Info("round committed", "task", a.Task, "round", a.Round, "version", v.Number, "updates", a.Updates,
 		"train_loss", a.Loss, "accuracy", metrics["accuracy"])
 	return engine.Committed{TaskID: a.TaskID, Version: engine.Version{Number: v.Number, Hash: v.Hash}}
@@ -451,6 +497,7 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 		if foldErr = tm.agg.Add(buf, hdr.Examples); foldErr != nil {
 			return
 		}
+		tm.results = append(tm.results, aggregation.Result{Examples: hdr.Examples, Metrics: hdr.Metrics})
 		r.step(engine.UpdateReceived{Agent: agent, TaskID: hdr.TaskID, Examples: hdr.Examples, Loss: hdr.Metrics["loss"]})
 	}); err != nil {
 		return failed(err)

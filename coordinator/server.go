@@ -49,6 +49,10 @@ type Config struct {
 	// StagingBuffers is how many uploads of a task are received at once (default 1):
 	// each holds one model-sized buffer until it is checked and folded in.
 	StagingBuffers int
+	// AggregationMemory bounds, in bytes, the updates that strategies keeping every
+	// update of a round (median, trimmed mean, Krum) hold in memory; the rest go to
+	// memory-mapped files in Dir (0: aggregation.DefaultMemoryBytes).
+	AggregationMemory int64
 	// AfterBlobWrite, when set, is called between writing a new version's weights and
 	// committing its metadata: fault-injection tests crash the process there.
 	AfterBlobWrite func(task string, round uint64)

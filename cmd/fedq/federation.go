@@ -102,6 +102,8 @@ func coordinatorCommand() *cli.Command {
 				&cli.StringFlag{Name: "listen", Usage: "UDP address to listen on (default: the port of the address in coordinator.json, all interfaces)"},
 				&cli.DurationFlag{Name: "heartbeat", Value: coordinator.DefaultHeartbeat, Usage: "heartbeat interval asked of agents"},
 				&cli.IntFlag{Name: "staging", Value: 1, Usage: "updates of a task received at once (each holds one model-sized buffer)"},
+				&cli.Int64Flag{Name: "aggregation-memory", Value: 1024, Usage: "MiB of updates that strategies keeping every update " +
+					"(median, trimmed mean, Krum) hold in memory; the rest spill to memory-mapped files in --dir"},
 				&cli.StringFlag{Name: "cpuprofile", Usage: "write a pprof CPU profile to this file when the coordinator stops"},
 				&cli.StringFlag{Name: "memprofile", Usage: "write a pprof heap profile to this file when the coordinator stops"},
 				&cli.IntFlag{Name: "gc-percent", Value: 25, Usage: "how far (%) the heap may grow past live data before Go collects it; " +
@@ -113,7 +115,7 @@ func coordinatorCommand() *cli.Command {
 					debug.SetGCPercent(c.Int("gc-percent"))
 				}
 				srv, err := coordinator.Listen(coordinator.Config{Dir: c.String("dir"), Listen: c.String("listen"), Heartbeat: c.Duration("heartbeat"),
-					StagingBuffers: c.Int("staging")})
+					StagingBuffers: c.Int("staging"), AggregationMemory: aggregationMemory(c.Int64("aggregation-memory"))})
 				if err != nil {
 					return err
 				}
@@ -333,4 +335,13 @@ func profile(cpu, mem string) (func(), error) {
 			}
 		}
 	}, nil
+}
+
+// aggregationMemory converts --aggregation-memory (MiB; 0 keeps nothing in memory) into
+// coordinator.Config's bytes (where 0 means the default and < 0 nothing).
+func aggregationMemory(mib int64) int64 {
+	if mib <= 0 {
+		return -1
+	}
+	return mib << 20
 }

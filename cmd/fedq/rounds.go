@@ -50,11 +50,13 @@ func taskCommand() *cli.Command {
    model             "2nn", "cnn", or a model spec object {"input": [...], "classes": N, "layers": [...]}
    dataset           the name agents give their data (fedq agent run --data NAME=SOURCE)
    train             {"epochs" | "local_steps", "batch", "lr", "optimizer": sgd|adam, "momentum", "weight_decay"}
-   strategy          {"name": "fedavg"} (default)
+   strategy          {"name": "fedavg"} (default), or e.g. {"name": "fedadam", "params": {"eta": 0.003}}:
+                     fedavg, fedavgm, fedprox, fedadagrad, fedadam, fedyogi, median,
+                     trimmed_mean, krum, multikrum (fedq sim --strategy help: parameters)
    rounds            rounds to run when fedq round start gives no --rounds
    agents_per_round  updates a round aims for — or fraction: the share of eligible agents (C)
    over_select       select this many times the aim, to absorb stragglers (default 1.3)
-   quorum            fewest updates a round commits with (default half the aim)
+   quorum            fewest updates a round commits with (default half the aim; 2f+3 for Krum)
    deadlines         {"configure": "10s", "train": "10m"} (defaults)
    seed              initial model and agent selection
 

@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/fedq/fedq/aggregation"
 	"github.com/fedq/fedq/coordinator/sim"
 )
 
@@ -32,6 +33,10 @@ et al. (2017)'s 2NN on IID data:
 			&cli.Float64Flag{Name: "lr", Value: 0.1, Usage: "local learning rate"},
 			&cli.IntFlag{Name: "rounds", Value: 20, Usage: "rounds to run at most"},
 			&cli.Float64Flag{Name: "target-accuracy", Usage: "stop once a version reaches this test accuracy (e.g. 0.97)"},
+			&cli.StringFlag{Name: "strategy", Value: "fedavg", Usage: "aggregation strategy, NAME or NAME:key=value,... (fedq sim --strategy help lists them)"},
+			&cli.Float64Flag{Name: "byzantine", Usage: "share of agents, in [0, 1), that attack (with --attack)"},
+			&cli.StringFlag{Name: "attack", Usage: "what Byzantine agents do: signflip, scale, noise or labelflip (--attack help)"},
+			&cli.Float64Flag{Name: "attack-scale", Usage: "the attack's strength (default: the attack's own)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
 			&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
 			&cli.StringFlag{Name: "plot", Usage: "write the test-accuracy curve to this PNG file"},
@@ -45,7 +50,25 @@ et al. (2017)'s 2NN on IID data:
 func runSim(c *cli.Context) error {
 	cfg := sim.Config{Agents: c.Int("agents"), Model: c.String("model"), Partition: c.String("partition"), Fraction: c.Float64("fraction"),
 		Epochs: c.Int("local-epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Rounds: c.Int("rounds"),
-		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir")}
+		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir"),
+		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale")}
+	if cfg.Strategy == "help" {
+		fmt.Fprintln(c.App.Writer, "strategies (NAME:defaults — what it is):")
+		for _, l := range aggregation.Describe() {
+			fmt.Fprintln(c.App.Writer, "  "+l)
+		}
+		return nil
+	}
+	if cfg.Attack == "help" {
+		fmt.Fprintln(c.App.Writer, "attacks of Byzantine agents (s: --attack-scale):")
+		for _, l := range sim.Attacks() {
+			fmt.Fprintln(c.App.Writer, "  "+l)
+		}
+		return nil
+	}
+	if _, _, err := aggregation.Parse(cfg.Strategy); err != nil {
+		return usageError("--strategy: %v", err)
+	}
 	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
 		return usageError("need --agents, --rounds, --local-epochs, --batch ≥ 1, --lr > 0 and --fraction in (0, 1]")
 	}
@@ -54,8 +77,11 @@ func runSim(c *cli.Context) error {
 	}
 	w := c.App.Writer
 	if !c.Bool("json") {
-		fmt.Fprintf(w, "federation of %d agents, %s, %s partition, C=%g E=%d B=%d lr=%g\n", cfg.Agents, cfg.Model, cfg.Partition,
-			cfg.Fraction, cfg.Epochs, cfg.Batch, cfg.LR)
+		fmt.Fprintf(w, "federation of %d agents, %s, %s partition, C=%g E=%d B=%d lr=%g, strategy %s\n", cfg.Agents, cfg.Model, cfg.Partition,
+			cfg.Fraction, cfg.Epochs, cfg.Batch, cfg.LR, cfg.Strategy)
+		if cfg.Byzantine > 0 {
+			fmt.Fprintf(w, "%.0f%% of the agents are Byzantine: %s\n", 100*cfg.Byzantine, cfg.Attack)
+		}
 		cfg.Progress = func(r sim.Round) {
 			fmt.Fprintf(w, "round %4d  accuracy %6.2f%%  loss %.4f  %6.2fs\n", r.Round, 100*r.Accuracy, r.Loss, r.Seconds)
 		}

@@ -11,8 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
+	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +25,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/aggregation"
 	"github.com/fedq/fedq/compute"
 	"github.com/fedq/fedq/compute/dataset"
 	"github.com/fedq/fedq/coordinator"
@@ -43,13 +48,47 @@ type Config struct {
 	// Target, when positive, stops the simulation once a version reaches this test
 	// accuracy.
 	Target float64
-	Seed   uint64
+	// Strategy is the aggregation strategy, as NAME or NAME:key=value,... (default
+	// fedavg; see aggregation.Describe).
+	Strategy string
+	// Byzantine is the share of agents, in [0, 1), that attack with Attack.
+	Byzantine float64
+	// Attack is what Byzantine agents do (see Attacks).
+	Attack string
+	// AttackScale is the attack's strength (0: the attack's default; see Attacks).
+	AttackScale float64
+	Seed        uint64
 	// MNISTDir holds the IDX files (default: dataset.MNISTDir()).
 	MNISTDir string
 	// Logger receives the coordinator's and agents' logs (default: discarded).
 	Logger *slog.Logger
 	// Progress, when set, is called after every committed round.
 	Progress func(Round)
+}
+
+// attack is what Byzantine agents of a simulation can do, with its default scale s.
+type attack struct {
+	doc   string
+	scale float64
+}
+
+func attacks() map[string]attack {
+	return map[string]attack{
+		"signflip":  {"send −s × the honest update (s = 4)", 4},
+		"scale":     {"send s × the honest update (s = 10)", 10},
+		"noise":     {"send Gaussian noise of standard deviation s instead of an update (s = 1)", 1},
+		"labelflip": {"train on labels flipped to (classes − 1 − label)", 0},
+	}
+}
+
+// Attacks describes the attacks Byzantine agents can play, one line each.
+func Attacks() []string {
+	var out []string
+	as := attacks()
+	for _, name := range slices.Sorted(maps.Keys(as)) {
+		out = append(out, name+": "+as[name].doc)
+	}
+	return out
 }
 
 // Round is one committed round's result.
@@ -69,6 +108,10 @@ type Result struct {
 	Seconds        float64 `json:"seconds"`
 	Agents         int     `json:"agents"`
 	Params         int     `json:"params"`
+	// Strategy is the strategy with its parameters; Byzantine the agents that attacked.
+	Strategy  string `json:"strategy"`
+	Byzantine int    `json:"byzantine,omitempty"`
+	Attack    string `json:"attack,omitempty"`
 }
 
 // partition splits the training set as cfg says.
@@ -101,6 +144,27 @@ func partition(train *dataset.Dataset, cfg Config) ([][]int, error) {
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
 		return nil, fmt.Errorf("sim: need agents, rounds, local epochs, batch ≥ 1, lr > 0 and fraction in (0, 1]")
+	}
+	strategy, params, err := aggregation.Parse(cfg.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	if !(cfg.Byzantine >= 0 && cfg.Byzantine < 1) {
+		return nil, fmt.Errorf("sim: the Byzantine share must be in [0, 1), got %v", cfg.Byzantine)
+	}
+	byzantine := int(math.Round(cfg.Byzantine * float64(cfg.Agents)))
+	atk, known := attacks()[cfg.Attack]
+	switch {
+	case byzantine > 0 && !known:
+		return nil, fmt.Errorf("sim: attack %q: want one of %s", cfg.Attack, strings.Join(slices.Sorted(maps.Keys(attacks())), ", "))
+	case byzantine == 0 && cfg.Attack != "":
+		return nil, fmt.Errorf("sim: an attack needs Byzantine agents (a share > 0)")
+	case cfg.AttackScale < 0 || math.IsNaN(cfg.AttackScale) || math.IsInf(cfg.AttackScale, 0):
+		return nil, fmt.Errorf("sim: the attack scale must be ≥ 0, got %v", cfg.AttackScale)
+	}
+	scale := cfg.AttackScale
+	if scale == 0 {
+		scale = atk.scale
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -135,7 +199,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	// The coordinator scores each version on the test set.
-	res := &Result{Agents: cfg.Agents}
+	res := &Result{Agents: cfg.Agents, Strategy: formatStrategy(strategy, params), Byzantine: byzantine}
+	if byzantine > 0 {
+		res.Attack = cfg.Attack
+	}
+	// The Byzantine agents: a seeded choice.
+	bad := map[int]bool{}
+	for _, i := range rand.New(rand.NewPCG(cfg.Seed, 0xb12)).Perm(cfg.Agents)[:byzantine] {
+		bad[i] = true
+	}
 	var mu sync.Mutex
 	started := time.Now()
 	lastCommit := started
@@ -213,10 +285,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		local := train.Subset(idx)
 		local.Name = "mnist"
+		var tamper func(uint64, []float32)
+		if bad[i] {
+			tamper = byzantineAgent(cfg.Attack, scale, local, cfg.Seed^uint64(i))
+		}
 		d, err := agent.New(agent.Config{Identity: id, Logger: log, Transport: trs[len(trs)-1],
 			Data:         map[string]*dataset.Dataset{"mnist": local},
 			Capabilities: protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "mnist", Data: local}})},
-			Backoff:      agent.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}})
+			Backoff:      agent.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2},
+			BeforeUpload: tamper})
 		if err != nil {
 			return nil, err
 		}
@@ -238,12 +315,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	ts := task.Spec{Name: "sim", Model: model, Dataset: "mnist", Seed: cfg.Seed,
 		Train:    task.Train{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR},
+		Strategy: task.Strategy{Name: strategy, Params: params},
 		Fraction: cfg.Fraction, OverSelect: 1,
 		Deadlines: task.Deadlines{Configure: task.Duration(time.Minute), Train: task.Duration(time.Hour)}}
 	if err := ts.Normalize(); err != nil {
 		return nil, err
 	}
-	ts.Quorum = 0
+	if strategy != "krum" && strategy != "multikrum" {
+		ts.Quorum = 0
+	}
 	adm, err := coordinator.DialAdmin(ctx, coordDir, addr)
 	if err != nil {
 		return nil, err
@@ -268,4 +348,50 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer mu.Unlock()
 	res.Seconds = time.Since(started).Seconds()
 	return res, nil
+}
+
+// byzantineAgent makes an agent play attack: label flipping changes its data now; the
+// others return how it changes each update before upload.
+func byzantineAgent(attack string, scale float64, local *dataset.Dataset, seed uint64) func(uint64, []float32) {
+	switch attack {
+	case "labelflip":
+		for i, y := range local.Y {
+			if y >= 0 {
+				local.Y[i] = int32(local.NumClasses) - 1 - y
+			}
+		}
+		return nil
+	case "signflip":
+		return func(_ uint64, u []float32) {
+			for i := range u {
+				u[i] *= float32(-scale)
+			}
+		}
+	case "scale":
+		return func(_ uint64, u []float32) {
+			for i := range u {
+				u[i] *= float32(scale)
+			}
+		}
+	case "noise":
+		return func(round uint64, u []float32) {
+			r := rand.New(rand.NewPCG(seed, round))
+			for i := range u {
+				u[i] = float32(r.NormFloat64() * scale)
+			}
+		}
+	}
+	return nil
+}
+
+// formatStrategy writes a strategy as NAME:key=value,... with its parameters sorted.
+func formatStrategy(name string, params map[string]float64) string {
+	var kv []string
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		kv = append(kv, fmt.Sprintf("%s=%g", k, params[k]))
+	}
+	if len(kv) == 0 {
+		return name
+	}
+	return name + ":" + strings.Join(kv, ",")
 }

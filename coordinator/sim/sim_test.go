@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/fedq/fedq/compute/dataset"
@@ -39,6 +40,70 @@ func TestPartitionFlag(t *testing.T) {
 	for _, p := range []string{"dirichlet", "dirichlet:-1", "shards:x", "random"} {
 		if _, err := partition(train, Config{Agents: 5, Partition: p}); err == nil {
 			t.Errorf("%s accepted", p)
+		}
+	}
+}
+
+// TestByzantineAgentsAndRobustStrategy runs a small federation where an agent sends
+// scaled updates, aggregated by the coordinate-wise median, and checks the attack's
+// bookkeeping and that the median still learns (TestByzantineTamper checks each attack).
+func TestByzantineAgentsAndRobustStrategy(t *testing.T) {
+	if _, err := dataset.MNISTDir(); err != nil {
+		t.Skip(err)
+	}
+	for _, attack := range []string{"scale"} {
+		res, err := Run(context.Background(), Config{Agents: 5, Model: "2nn", Partition: "iid", Fraction: 1, Epochs: 1, Batch: 50,
+			LR: 0.1, Rounds: 2, Seed: 3, Strategy: "median", Byzantine: 0.2, Attack: attack})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Byzantine != 1 || res.Attack != attack || res.Strategy != "median" {
+			t.Fatalf("%s: result %+v", attack, res)
+		}
+		if res.FinalAccuracy < 0.8 {
+			t.Fatalf("%s: the median reached only %.3f", attack, res.FinalAccuracy)
+		}
+	}
+}
+
+func TestByzantineTamper(t *testing.T) {
+	u := []float32{1, -2}
+	byzantineAgent("signflip", 4, nil, 1)(1, u)
+	if u[0] != -4 || u[1] != 8 {
+		t.Fatalf("signflip: %v", u)
+	}
+	byzantineAgent("scale", 10, nil, 1)(1, u)
+	if u[0] != -40 || u[1] != 80 {
+		t.Fatalf("scale: %v", u)
+	}
+	a, b := []float32{0, 0}, []float32{0, 0}
+	byzantineAgent("noise", 1, nil, 7)(3, a)
+	byzantineAgent("noise", 1, nil, 7)(3, b)
+	if a[0] == 0 || a[0] != b[0] || a[1] != b[1] {
+		t.Fatalf("noise is not seeded: %v %v", a, b)
+	}
+	d := &dataset.Dataset{Y: []int32{0, 9, 3, dataset.Unlabelled}, NumClasses: 10}
+	if byzantineAgent("labelflip", 0, d, 1) != nil || d.Y[0] != 9 || d.Y[1] != 0 || d.Y[2] != 6 || d.Y[3] != dataset.Unlabelled {
+		t.Fatalf("labelflip: %v", d.Y)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	base := Config{Agents: 5, Model: "2nn", Fraction: 1, Epochs: 1, Batch: 10, LR: 0.1, Rounds: 1}
+	for _, tc := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Strategy = "fedadam:beta1=3" }, "beta1"},
+		{func(c *Config) { c.Byzantine = 1 }, "Byzantine share"},
+		{func(c *Config) { c.Byzantine = 0.2; c.Attack = "bribe" }, `attack "bribe"`},
+		{func(c *Config) { c.Attack = "scale" }, "needs Byzantine agents"},
+		{func(c *Config) { c.Byzantine = 0.2; c.Attack = "scale"; c.AttackScale = -1 }, "attack scale"},
+	} {
+		cfg := base
+		tc.change(&cfg)
+		if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error about %q", cfg, err, tc.want)
 		}
 	}
 }

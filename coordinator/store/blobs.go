@@ -231,6 +231,14 @@ func (s *Store) Check(b *Blobs) (CheckReport, error) {
 	for _, v := range versions {
 		rep.Versions++
 		named[v.Hash] = true
+		if !v.StrategyState.IsZero() {
+			named[v.StrategyState] = true
+			if latest[v.Number] {
+				if err := b.Get(v.StrategyState, make([]float32, v.StrategyStateValues)); err != nil {
+					errs = append(errs, fmt.Errorf("version %d: strategy state: %w", v.Number, err))
+				}
+			}
+		}
 		size, err := b.Size(v.Hash)
 		switch {
 		case err != nil:

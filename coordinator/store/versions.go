@@ -28,10 +28,13 @@ type Version struct {
 	Params  int                `json:"params"`
 	Created time.Time          `json:"created"`
 	Metrics map[string]float64 `json:"metrics,omitempty"`
-	// Strategy and StrategyState let a restarted coordinator continue a strategy with
-	// state across rounds (server momentum, adaptive moments) exactly.
-	Strategy      string `json:"strategy,omitempty"`
-	StrategyState []byte `json:"strategy_state,omitempty"`
+	// Strategy names the task's aggregation strategy. StrategyState, when not zero, is
+	// the blob of its state after this version's round (StrategyStateValues float32
+	// values: server momentum, adaptive moments), which lets a restarted coordinator
+	// continue exactly.
+	Strategy            string        `json:"strategy,omitempty"`
+	StrategyState       protocol.Hash `json:"strategy_state,omitzero"`
+	StrategyStateValues int           `json:"strategy_state_values,omitempty"`
 	// Signature is the coordinator's Ed25519 signature of Header().Text().
 	Signature []byte `json:"signature"`
 }

@@ -189,12 +189,11 @@ func (s *Spec) Normalize() error {
 	default:
 		return bad("train.optimizer", "%q: want sgd or adam", t.Optimizer)
 	}
-	if _, err := aggregation.New(s.Strategy.Name); err != nil {
-		return bad("strategy.name", "%v", err)
+	name, params, err := aggregation.Resolve(s.Strategy.Name, s.Strategy.Params)
+	if err != nil {
+		return bad("strategy", "%v", err)
 	}
-	if s.Strategy.Name == "" {
-		s.Strategy.Name = "fedavg"
-	}
+	s.Strategy.Name, s.Strategy.Params = name, params
 	if s.Rounds < 0 {
 		return bad("rounds", "must not be negative")
 	}
@@ -219,6 +218,22 @@ func (s *Spec) Normalize() error {
 	}
 	if s.AgentsPerRound > 0 && s.Quorum > s.AgentsPerRound {
 		return bad("quorum", "%d is more than agents_per_round %d", s.Quorum, s.AgentsPerRound)
+	}
+	if name == "krum" || name == "multikrum" {
+		// Krum tolerates f Byzantine updates among n only if n > 2f+2.
+		f := int(params["f"])
+		need := 2*f + 3
+		switch {
+		case s.AgentsPerRound > 0 && s.AgentsPerRound < need:
+			return bad("agents_per_round", "%s with f=%d needs more than 2f+2 = %d updates per round, got %d", name, f, need-1, s.AgentsPerRound)
+		case s.Quorum > 0 && s.Quorum < need:
+			return bad("quorum", "%s with f=%d needs more than 2f+2 = %d updates per round, got %d", name, f, need-1, s.Quorum)
+		case s.Quorum == 0:
+			s.Quorum = need
+		}
+		if m := int(params["m"]); m > 0 && s.AgentsPerRound > 0 && m > s.AgentsPerRound-f {
+			return bad("strategy", "%s: m=%d is more than the n−f = %d updates it may keep", name, m, s.AgentsPerRound-f)
+		}
 	}
 	if s.Deadlines.Configure == 0 {
 		s.Deadlines.Configure = Duration(DefaultConfigure)

@@ -39,6 +39,26 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestStrategyDefaults checks that a spec's strategy is stored canonical, with its
+// parameters' defaults, and that Krum raises the quorum to what it needs.
+func TestStrategyDefaults(t *testing.T) {
+	base := `"model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"agents_per_round":10`
+	s, err := Parse([]byte(`{"name":"a",` + base + `,"strategy":{"name":"FedAdam","params":{"eta":0.003}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Strategy.Name != "fedadam" || s.Strategy.Params["eta"] != 0.003 || s.Strategy.Params["beta2"] != 0.99 {
+		t.Fatalf("strategy %+v", s.Strategy)
+	}
+	k, err := Parse([]byte(`{"name":"a",` + base + `,"strategy":{"name":"krum","params":{"f":2}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Quorum != 7 {
+		t.Fatalf("krum f=2: quorum %d, want 7", k.Quorum)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	base := `"model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"agents_per_round":5`
 	cases := []struct{ spec, field string }{
@@ -54,7 +74,12 @@ func TestParseErrors(t *testing.T) {
 		{`{"name":"a",` + base + `,"fraction":0.5}`, "fraction"},
 		{`{"name":"a",` + base + `,"quorum":6}`, "quorum"},
 		{`{"name":"a",` + base + `,"over_select":0.5}`, "over_select"},
-		{`{"name":"a",` + base + `,"strategy":{"name":"krum9"}}`, "strategy.name"},
+		{`{"name":"a",` + base + `,"strategy":{"name":"krum9"}}`, `unknown strategy "krum9"`},
+		{`{"name":"a",` + base + `,"strategy":{"name":"fedadam","params":{"beta1":1.5}}}`, "beta1 = 1.5 must be in [0, 1)"},
+		{`{"name":"a",` + base + `,"strategy":{"name":"trimmed_mean","params":{"beta":0.5}}}`, "beta = 0.5 must be in [0, 0.5)"},
+		{`{"name":"a",` + base + `,"strategy":{"name":"krum","params":{"f":2}}}`, "agents_per_round: krum with f=2 needs more than 2f+2 = 6 updates per round, got 5"},
+		{`{"name":"a",` + base + `,"strategy":{"name":"krum"},"quorum":4}`, "quorum: krum with f=1 needs more than 2f+2 = 4"},
+		{`{"name":"a",` + base + `,"strategy":{"name":"multikrum","params":{"f":1,"m":5}}}`, "m=5 is more than the n−f = 4"},
 		{`{"name":"a",` + base + `,"deadlines":{"configure":"1m","train":"10s"}}`, "deadlines.train"},
 		{`{"name":"a",` + base + `,"deadlines":{"train":"soon"}}`, "duration"},
 		{`{"name":"a",` + base + `,"epochz":1}`, "unknown field"},
