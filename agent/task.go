@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedq/fedq/compute"
 	"github.com/fedq/fedq/compute/dataset"
+	"github.com/fedq/fedq/privacy/dp"
 	"github.com/fedq/fedq/protocol"
 	"github.com/fedq/fedq/protocol/transport"
 )
@@ -106,8 +107,25 @@ func (d *Daemon) checkOffer(o *protocol.TaskOffer) (compute.Spec, *dataset.Datas
 	default:
 		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "optimizer %q is not supported", o.Config.Optimizer)
 	}
-	if o.SecAgg != nil || o.DP != nil {
-		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "secure aggregation and differential privacy are not supported by this agent build")
+	if o.SecAgg != nil {
+		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "secure aggregation is not supported by this agent build")
+	}
+	if p := o.DP; p != nil {
+		if p.Mechanism != protocol.MechanismDPSGD {
+			return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "differential privacy mechanism %q is not supported by this agent build (have: %s)", p.Mechanism, protocol.MechanismDPSGD)
+		}
+		if o.Config.LocalSteps == 0 {
+			return compute.Spec{}, nil, decline(protocol.CodeInvalid, "dp-sgd needs a number of local steps to be accounted for")
+		}
+		labelled := 0
+		for _, y := range data.Y {
+			if y >= 0 {
+				labelled++
+			}
+		}
+		if labelled < int(p.MinRecords) {
+			return compute.Spec{}, nil, decline(protocol.CodeInvalid, "dataset %q has %d labelled records; the task's privacy accounting needs at least %d", o.Dataset, labelled, p.MinRecords)
+		}
 	}
 	return spec, data, nil
 }
@@ -169,6 +187,9 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	}
 	cfg := compute.TrainConfig{Epochs: int(o.Config.Epochs), Batch: int(o.Config.Batch), MaxSteps: int(o.Config.LocalSteps),
 		Seed: uint64(o.Round)<<32 ^ uint64(o.BaseVersion)}
+	if p := o.DP; p != nil { // checkOffer accepted only dp-sgd
+		cfg.DP = &compute.DPSGD{Clip: p.ClipNorm, NoiseMultiplier: p.NoiseMultiplier, Rand: dp.SecureRand()}
+	}
 	if cfg.Epochs == 0 {
 		perEpoch := (data.Len() + cfg.Batch - 1) / cfg.Batch
 		cfg.Epochs = (cfg.MaxSteps + perEpoch - 1) / perEpoch

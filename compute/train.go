@@ -19,6 +19,9 @@ type TrainConfig struct {
 	MaxSteps int
 	// Progress, when not nil, is called after every batch with the running figures.
 	Progress func(TrainProgress)
+	// DP, when set, trains with DP-SGD (see DPSGD): Poisson-sampled batches of expected
+	// size Batch, per-record clipping and noise.
+	DP *DPSGD
 }
 
 // TrainProgress reports training as it goes.
@@ -53,6 +56,9 @@ func Train(ctx context.Context, m *Model[float32], opt Optimizer[float32], d *da
 	}
 	if cfg.Epochs < 1 || cfg.Batch < 1 {
 		return TrainResult{}, fmt.Errorf("train: epochs and batch must be at least 1, got %d and %d", cfg.Epochs, cfg.Batch)
+	}
+	if cfg.DP != nil {
+		return trainDP(ctx, m, opt, d, cfg)
 	}
 	b, err := dataset.NewBatcher(d, cfg.Batch, cfg.Seed, false)
 	if err != nil {

@@ -50,9 +50,20 @@ type TaskInfo struct {
 	RoundsLeft int                `json:"rounds_left"`
 	Version    uint64             `json:"version"`
 	Metrics    map[string]float64 `json:"metrics,omitempty"` // of the latest version
-	Waiting    bool               `json:"waiting_for_agents,omitempty"`
-	Round      any                `json:"round,omitempty"` // engine.RoundStatus of the running round
-	Created    time.Time          `json:"created"`
+	// Privacy is what a private task has spent, as of its latest version, and its budget.
+	Privacy *TaskPrivacy `json:"privacy,omitempty"`
+	Waiting bool         `json:"waiting_for_agents,omitempty"`
+	Round   any          `json:"round,omitempty"` // engine.RoundStatus of the running round
+	Created time.Time    `json:"created"`
+}
+
+// TaskPrivacy is a private task's budget and what it has spent.
+type TaskPrivacy struct {
+	Epsilon   float64 `json:"epsilon"` // spent
+	Delta     float64 `json:"delta"`
+	Budget    float64 `json:"budget_epsilon"`
+	Rounds    uint64  `json:"rounds"`     // committed
+	MaxRounds uint64  `json:"max_rounds"` // the budget allows
 }
 
 // RoundStartRequest is the body of MethodRoundStart.
@@ -250,7 +261,8 @@ func (s *Server) taskInfos(ctx context.Context) ([]TaskInfo, error) {
 	out := make([]TaskInfo, 0, len(recs))
 	for _, rec := range recs {
 		ti := TaskInfo{Name: rec.Name, Spec: rec.Spec, Status: rec.Status, NextRound: rec.Round, RoundsLeft: rec.RoundsLeft, Version: rec.Latest, Created: rec.Created}
-		if spec, err := task.Parse(rec.Spec); err == nil {
+		spec, err := task.Parse(rec.Spec)
+		if err == nil {
 			ti.Dataset = spec.Dataset
 			if ms, err := spec.ModelSpec(); err == nil {
 				ti.Model = ms.Name
@@ -258,6 +270,13 @@ func (s *Server) taskInfos(ctx context.Context) ([]TaskInfo, error) {
 		}
 		if v, ok, err := s.store.Version(rec.Latest); err == nil && ok {
 			ti.Metrics = v.Metrics
+			if spec != nil && spec.Privacy != nil {
+				p := spec.Privacy
+				ti.Privacy = &TaskPrivacy{Delta: p.Delta, Budget: p.Epsilon, Rounds: v.Round, MaxRounds: p.MaxRounds()}
+				if v.Privacy != nil {
+					ti.Privacy.Epsilon = v.Privacy.Epsilon
+				}
+			}
 		}
 		if i, ok := byName[rec.Name]; ok {
 			ti.Status, ti.NextRound, ti.RoundsLeft, ti.Waiting = string(live[i].Status), live[i].NextRound, live[i].RoundsLeft, live[i].Waiting

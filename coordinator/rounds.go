@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -57,6 +58,7 @@ type taskModel struct {
 	version  store.Version
 	strategy aggregation.Strategy
 	agg      aggregation.Aggregator
+	dp       *centralDP           // agg, when the task has central DP
 	open     bool                 // agg is accumulating the running round
 	accum    []float32            // the buffer agg accumulates into
 	record   *store.RoundRecord   // the running attempt
@@ -64,10 +66,18 @@ type taskModel struct {
 	staging  chan []float32       // model-sized buffers for uploads being received
 }
 
-// startAggregate resets the aggregator for a new round, into the task's accumulator.
-func (tm *taskModel) startAggregate() {
+// startAggregate resets the aggregator for a new round, into the task's accumulator;
+// eligible is the population the round's agents were sampled from.
+func (tm *taskModel) startAggregate(eligible int) {
 	if tm.agg == nil {
 		tm.agg = tm.strategy.NewRound(tm.size)
+		if p := tm.spec.Privacy; p != nil && p.Mode == task.Central {
+			tm.dp = newCentralDP(tm.agg, p)
+			tm.agg = tm.dp
+		}
+	}
+	if tm.dp != nil {
+		tm.dp.startRound(tm.spec.Fraction, eligible)
 	}
 	if tm.accum == nil {
 		tm.accum = make([]float32, tm.size)
@@ -250,18 +260,23 @@ func (r *rounds) do(a engine.Action) engine.Event {
 	case engine.StartRound:
 		tm := r.tasks[a.Task]
 		tm.record = &store.RoundRecord{Task: a.Task, Round: a.Round, Attempt: a.Attempt, TaskID: a.TaskID, Selected: len(a.Selected), Started: r.srv.cfg.Now().UTC()}
-		tm.startAggregate()
+		tm.startAggregate(a.Eligible)
 		r.byTask[a.TaskID] = tm
 		r.log.Info("round started", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "selected", len(a.Selected), "base", a.Base.Number)
 	case engine.SendOffer:
 		tm := r.tasks[a.Task]
 		t := tm.spec.Train
 		local := tm.strategy.ConfigureTrain(a.Round)
-		r.srv.sendTo(a.Agent, &protocol.TaskOffer{TaskID: a.TaskID, Round: a.Round, Kind: protocol.TaskTrain,
+		offer := &protocol.TaskOffer{TaskID: a.TaskID, Round: a.Round, Kind: protocol.TaskTrain,
 			BaseVersion: a.Base.Number, BaseHash: a.Base.Hash, Dataset: tm.spec.Dataset, ModelSpec: tm.mspec.JSON(),
 			DeadlineMs: a.Deadline.UnixMilli(),
 			Config: protocol.TrainConfig{Epochs: uint32(t.Epochs), LocalSteps: uint32(t.LocalSteps), Batch: uint32(t.Batch), LR: t.LR,
-				Optimizer: t.Optimizer, Momentum: t.Momentum, WeightDecay: t.WeightDecay, ProxMu: local.ProxMu}})
+				Optimizer: t.Optimizer, Momentum: t.Momentum, WeightDecay: t.WeightDecay, ProxMu: local.ProxMu}}
+		if p := tm.spec.Privacy; p != nil && p.Mode == task.Record {
+			offer.DP = &protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: p.Clip, NoiseMultiplier: p.NoiseMultiplier,
+				MinRecords: uint32(p.MinRecords)}
+		}
+		r.srv.sendTo(a.Agent, offer)
 	case engine.CancelOffer:
 		r.srv.sendTo(a.Agent, &protocol.TaskCancel{TaskID: a.TaskID, Reason: a.Reason, Code: protocol.CodeCancelled})
 	case engine.CommitRound:
@@ -280,6 +295,13 @@ func (r *rounds) do(a engine.Action) engine.Event {
 		delete(r.byTask, a.TaskID)
 		r.log.Warn("round failed", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "reason", a.Reason)
 	case engine.TaskFinished:
+		if a.Reason != "" {
+			if err := r.srv.store.EndTask(a.Task, string(engine.Exhausted)); err != nil {
+				r.log.Error("record task end", "task", a.Task, "err", err)
+			}
+			r.log.Warn("task stopped", "task", a.Task, "reason", a.Reason)
+			break
+		}
 		r.log.Info("task finished", "task", a.Task)
 	}
 	return nil
@@ -321,7 +343,10 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	}
 	metrics := map[string]float64{"train_loss": a.Loss, "updates": float64(a.Updates), "examples": float64(a.Examples)}
 	for k, v := range tm.strategy.AggregateEvaluate(tm.results) {
-		metrics["train_"+k] = v
+		if !strings.HasPrefix(k, "train_") {
+			k = "train_" + k
+		}
+		metrics[k] = v
 	}
 	if ev := r.srv.cfg.Evaluate; ev != nil && tm.strategy.ConfigureEvaluate(a.Round) {
 		m, err := ev(a.Task, a.Round, tm.mspec, next)
@@ -353,6 +378,14 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	v := store.Version{Number: num, Parent: tm.version.Number, Task: a.Task, Round: a.Round, Hash: hash, Params: tm.size,
 		Created: r.srv.cfg.Now().UTC(), Metrics: metrics, Strategy: tm.strategy.Name(),
 		StrategyState: stateHash, StrategyStateValues: len(state)}
+	if p := tm.spec.Privacy; p != nil {
+		eps, err := tm.spec.Spent(a.Round)
+		if err != nil {
+			return fail(err)
+		}
+		v.Privacy = &store.PrivacySpent{Epsilon: eps, Delta: p.Delta, Rounds: a.Round, NoiseMultiplier: p.NoiseMultiplier,
+			SampleRate: p.SampleRate(), Clip: p.Clip, Mode: p.Mode}
+	}
 	v.Signature = v.Header().Sign(r.srv.ca.SigningKey)
 	rec := *tm.record
 	rec.Ended, rec.Updates, rec.Examples, rec.Loss = r.srv.cfg.Now().UTC(), a.Updates, a.Examples, a.Loss
@@ -527,20 +560,33 @@ func (r *rounds) tasksStatus(ctx context.Context) ([]engine.TaskStatus, error) {
 
 // requestRounds asks for n more rounds of a task, durably first.
 func (r *rounds) requestRounds(ctx context.Context, name string, n int) (store.TaskRecord, error) {
+	var rec store.TaskRecord
+	var err error
+	callErr := r.call(ctx, func() { rec, err = r.requestRoundsNow(name, n) })
+	return rec, errors.Join(callErr, err)
+}
+
+// requestRoundsNow is requestRounds on the loop.
+func (r *rounds) requestRoundsNow(name string, n int) (store.TaskRecord, error) {
 	if n < 1 {
 		return store.TaskRecord{}, protocol.NewError(protocol.CodeInvalid, "rounds must be at least 1, got %d", n)
 	}
-	var rec store.TaskRecord
-	var err error
-	callErr := r.call(ctx, func() {
-		if r.tasks[name] == nil {
-			err = protocol.NewError(protocol.CodeNotFound, "no task %q: submit it first (fedq task submit FILE)", name)
-			return
+	tm := r.tasks[name]
+	if tm == nil {
+		return store.TaskRecord{}, protocol.NewError(protocol.CodeNotFound, "no task %q: submit it first (fedq task submit FILE)", name)
+	}
+	if p := tm.spec.Privacy; p != nil {
+		if done := tm.version.Round; done+1 > p.MaxRounds() {
+			spent, _ := tm.spec.Spent(done)
+			return store.TaskRecord{}, protocol.NewError(protocol.CodeInvalid,
+				"task %q: privacy budget exhausted: %d rounds spent ε = %.4g of %g (δ = %g); another round would exceed it",
+				name, done, spent, p.Epsilon, p.Delta)
 		}
-		if rec, err = r.srv.store.RequestRounds(name, n); err != nil {
-			return
-		}
-		r.step(engine.RoundsRequested{Task: name, N: n})
-	})
-	return rec, errors.Join(callErr, err)
+	}
+	rec, err := r.srv.store.RequestRounds(name, n)
+	if err != nil {
+		return store.TaskRecord{}, err
+	}
+	r.step(engine.RoundsRequested{Task: name, N: n})
+	return rec, nil
 }

@@ -379,6 +379,9 @@ type SecAggParams struct {
 	Extra []byte `cbor:"15,keyasint,omitempty"`
 }
 
+// MechanismDPSGD is the DPParams mechanism of record-level DP-SGD in local training.
+const MechanismDPSGD = "dp-sgd"
+
 // DPParams configures local differential-privacy steps for a task; like
 // SecAggParams, the privacy package defines the meaning.
 type DPParams struct {
@@ -388,8 +391,14 @@ type DPParams struct {
 	// this agent adds (0 for central noise).
 	NoiseMultiplier float64 `cbor:"2,keyasint,omitempty"`
 	// Mechanism names the noise: "gaussian", "discrete-gaussian",
-	// "skellam".
+	// "skellam"; or "dp-sgd": record-level DP-SGD in local training (each
+	// record's gradient clipped to ClipNorm, noise NoiseMultiplier × ClipNorm
+	// on each step's sum, Poisson samples of rate Batch / records).
 	Mechanism string `cbor:"3,keyasint,omitempty"`
+	// MinRecords, for dp-sgd: an agent with fewer labelled records declines,
+	// since the coordinator accounts for a sampling rate of at most
+	// Batch / MinRecords.
+	MinRecords uint32 `cbor:"4,keyasint,omitempty"`
 }
 
 // Type implements [Message].

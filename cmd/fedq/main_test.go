@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -90,6 +91,10 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"--log-level", "loud", "info"}, 2, "--log-level"},
 		{[]string{"train", "extra-arg"}, 2, "takes no arguments"},
 		{[]string{"bench", "train", "--batch", "0"}, 2, "must be positive"},
+		{[]string{"dp", "epsilon", "--sample-rate", "2", "--noise-multiplier", "1", "--steps", "3"}, 2, "sample rate 2 must be in [0, 1]"},
+		{[]string{"dp", "epsilon", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "3", "--orders", "2,0.5"}, 2, `--orders: "0.5"`},
+		{[]string{"dp", "noise", "--target-epsilon", "0", "--sample-rate", "0.1", "--steps", "3"}, 2, "target ε 0 must be positive"},
+		{[]string{"sim", "--strategy", "fedadam:beta1=2"}, 2, "beta1 = 2 must be in [0, 1)"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runCLI(t, c.args...)
@@ -110,5 +115,35 @@ func TestInfoJSON(t *testing.T) {
 	}
 	if ks, _ := in["kernels"].([]any); len(ks) == 0 {
 		t.Fatalf("no kernels in %s", stdout)
+	}
+}
+
+// TestDPCommands checks fedq dp's JSON against the accountant's published test value and
+// the calibration against the accountant.
+func TestDPCommands(t *testing.T) {
+	code, out, stderr := runCLI(t, "dp", "epsilon", "--sample-rate", "0.04", "--noise-multiplier", "1.5", "--steps", "2250", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var e struct{ Epsilon, Order float64 }
+	if err := json.Unmarshal([]byte(out), &e); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(e.Epsilon-7.32911117143)/7.32911117143 > 1e-9 || e.Order != 3.9 {
+		t.Fatalf("epsilon %+v", e)
+	}
+	code, out, stderr = runCLI(t, "dp", "noise", "--target-epsilon", "3", "--sample-rate", "0.0025", "--steps", "6000", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var n struct {
+		NoiseMultiplier float64 `json:"noise_multiplier"`
+		Epsilon         float64
+	}
+	if err := json.Unmarshal([]byte(out), &n); err != nil {
+		t.Fatal(err)
+	}
+	if !(n.NoiseMultiplier > 0.5 && n.NoiseMultiplier < 1) || n.Epsilon > 3 || n.Epsilon < 2.99 {
+		t.Fatalf("noise %+v", n)
 	}
 }

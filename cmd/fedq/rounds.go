@@ -110,7 +110,7 @@ Unknown fields are refused; every error names the field.`,
 
 func printTasks(w io.Writer, ts []coordinator.TaskInfo) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TASK\tSTATUS\tMODEL\tDATASET\tNEXT ROUND\tLEFT\tVERSION\tACCURACY\tPHASE")
+	fmt.Fprintln(tw, "TASK\tSTATUS\tMODEL\tDATASET\tNEXT ROUND\tLEFT\tVERSION\tACCURACY\tε SPENT\tPHASE")
 	for _, t := range ts {
 		acc := "-"
 		if a, ok := t.Metrics["accuracy"]; ok {
@@ -122,7 +122,11 @@ func printTasks(w io.Writer, ts []coordinator.TaskInfo) {
 		} else if t.Waiting {
 			phase = "waiting for agents"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", t.Name, t.Status, t.Model, t.Dataset, t.NextRound, t.RoundsLeft, t.Version, acc, phase)
+		eps := "-"
+		if p := t.Privacy; p != nil {
+			eps = fmt.Sprintf("%.3g of %g (δ %g)", p.Epsilon, p.Budget, p.Delta)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", t.Name, t.Status, t.Model, t.Dataset, t.NextRound, t.RoundsLeft, t.Version, acc, eps, phase)
 	}
 	tw.Flush()
 }
@@ -275,14 +279,18 @@ func versionsCommand() *cli.Command {
 					return printJSON(c.App.Writer, vs)
 				}
 				tw := tabwriter.NewWriter(c.App.Writer, 2, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "VERSION\tPARENT\tTASK\tROUND\tUPDATES\tTRAIN LOSS\tACCURACY\tSHA256\tCREATED")
+				fmt.Fprintln(tw, "VERSION\tPARENT\tTASK\tROUND\tUPDATES\tTRAIN LOSS\tACCURACY\tε SPENT\tSHA256\tCREATED")
 				for _, v := range vs {
 					acc := "-"
 					if a, ok := v.Metrics["accuracy"]; ok {
 						acc = fmt.Sprintf("%.2f%%", 100*a)
 					}
-					fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%.0f\t%.4f\t%s\t%s\t%s\n", v.Number, v.Parent, v.Task, v.Round,
-						v.Metrics["updates"], v.Metrics["train_loss"], acc, v.Hash.String()[:16], v.Created.Local().Format(time.DateTime))
+					eps := "-"
+					if p := v.Privacy; p != nil {
+						eps = fmt.Sprintf("%.4g (δ %g)", p.Epsilon, p.Delta)
+					}
+					fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%.0f\t%.4f\t%s\t%s\t%s\t%s\n", v.Number, v.Parent, v.Task, v.Round,
+						v.Metrics["updates"], v.Metrics["train_loss"], acc, eps, v.Hash.String()[:16], v.Created.Local().Format(time.DateTime))
 				}
 				return tw.Flush()
 			})

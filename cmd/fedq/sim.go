@@ -37,6 +37,11 @@ et al. (2017)'s 2NN on IID data:
 			&cli.Float64Flag{Name: "byzantine", Usage: "share of agents, in [0, 1), that attack (with --attack)"},
 			&cli.StringFlag{Name: "attack", Usage: "what Byzantine agents do: signflip, scale, noise or labelflip (--attack help)"},
 			&cli.Float64Flag{Name: "attack-scale", Usage: "the attack's strength (default: the attack's own)"},
+			&cli.Float64Flag{Name: "dp-clip", Usage: "user-level central DP: clip each update to this L2 norm, noise the sum, sample agents (Poisson, rate --fraction)"},
+			&cli.Float64Flag{Name: "dp-noise", Usage: "noise multiplier z (noise std = z × --dp-clip); 0: calibrated so that --rounds spend --dp-epsilon"},
+			&cli.Float64Flag{Name: "dp-epsilon", Usage: "privacy budget ε"},
+			&cli.Float64Flag{Name: "dp-delta", Value: 1e-5, Usage: "privacy budget δ"},
+			&cli.StringFlag{Name: "dp-mode", Value: "central", Usage: "central (user-level DP-FedAvg) or record (record-level DP-SGD in each agent; --dp-clip bounds each record's gradient)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
 			&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
 			&cli.StringFlag{Name: "plot", Usage: "write the test-accuracy curve to this PNG file"},
@@ -51,7 +56,8 @@ func runSim(c *cli.Context) error {
 	cfg := sim.Config{Agents: c.Int("agents"), Model: c.String("model"), Partition: c.String("partition"), Fraction: c.Float64("fraction"),
 		Epochs: c.Int("local-epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Rounds: c.Int("rounds"),
 		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir"),
-		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale")}
+		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale"),
+		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode")}
 	if cfg.Strategy == "help" {
 		fmt.Fprintln(c.App.Writer, "strategies (NAME:defaults — what it is):")
 		for _, l := range aggregation.Describe() {
@@ -82,6 +88,9 @@ func runSim(c *cli.Context) error {
 		if cfg.Byzantine > 0 {
 			fmt.Fprintf(w, "%.0f%% of the agents are Byzantine: %s\n", 100*cfg.Byzantine, cfg.Attack)
 		}
+		if cfg.DPClip > 0 {
+			fmt.Fprintf(w, "%s DP: clip %g, budget ε = %g, δ = %g\n", cfg.DPMode, cfg.DPClip, cfg.DPEpsilon, cfg.DPDelta)
+		}
 		cfg.Progress = func(r sim.Round) {
 			fmt.Fprintf(w, "round %4d  accuracy %6.2f%%  loss %.4f  %6.2fs\n", r.Round, 100*r.Accuracy, r.Loss, r.Seconds)
 		}
@@ -106,6 +115,9 @@ func runSim(c *cli.Context) error {
 		}
 	} else {
 		fmt.Fprintf(w, "final accuracy %.2f%% after %d rounds (%.1fs)\n", 100*res.FinalAccuracy, len(res.Rounds), res.Seconds)
+	}
+	if cfg.DPClip > 0 {
+		fmt.Fprintf(w, "privacy spent: ε = %.4g at δ = %g (noise multiplier %.4g)\n", res.Epsilon, res.Delta, res.NoiseMultiplier)
 	}
 	return nil
 }

@@ -2,14 +2,18 @@
 // of etcd's raft. The driver feeds it events — agents coming and going, their replies,
 // the results of its own actions, and the clock's ticks — and carries out the actions it
 // returns: send an offer, start, commit or fail a round. The engine does no I/O and
-// reads no clock, so a test can run ten thousand agents, drop any of them in any phase,
+// reads no clock (its one source of randomness not seeded by the task is the private
+// tasks' sampling), so a test can run ten thousand agents, drop any of them in any phase,
 // and replay a crash after any action, deterministically, in milliseconds.
 //
 // A round of a task goes:
 //
 //	select    eligible agents (online, with the task's dataset, not busy elsewhere);
 //	          the round starts once at least its quorum is eligible, and selects
-//	          over_select × its aim of them, in a seeded random order
+//	          over_select × its aim of them, in a seeded random order — or, for a
+//	          task with central differential privacy, each eligible agent independently with
+//	          probability fraction (Poisson sampling, from a secure source), and only
+//	          while the task's privacy budget allows one more round
 //	configure offers out; accept or decline until every offer is answered or the
 //	          configure deadline passes; below quorum accepted, the round fails
 //	train     updates arrive; the round ends as soon as its aim has arrived (the
@@ -26,6 +30,7 @@
 package engine
 
 import (
+	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -52,6 +57,8 @@ const (
 	Running Status = "running"
 	// Done: the requested rounds committed.
 	Done Status = "done"
+	// Exhausted: the task's privacy budget allows no further round.
+	Exhausted Status = "budget_exhausted"
 )
 
 // TaskState is a task's durable state, from which the engine (re)starts it.
@@ -153,6 +160,9 @@ type (
 		Base     Version
 		Deadline time.Time
 		Selected []string
+		// Eligible is how many agents could have been selected (the population that a
+		// Poisson sample was drawn from).
+		Eligible int
 	}
 	// SendOffer: offer an agent the round's task.
 	SendOffer struct {
@@ -190,8 +200,9 @@ type (
 		TaskID  string
 		Reason  string
 	}
-	// TaskFinished: the task's requested rounds are all committed.
-	TaskFinished struct{ Task string }
+	// TaskFinished: the task's requested rounds are all committed, or (Reason) it
+	// cannot run more.
+	TaskFinished struct{ Task, Reason string }
 )
 
 func (StartRound) action()   {}
@@ -257,13 +268,17 @@ type Engine struct {
 	tasks  map[string]*taskRun
 	order  []string // task names in submission order
 	byID   map[string]string
+	secure *rand.Rand // Poisson sampling of private tasks
 }
 
 // New returns an engine with no agents and no tasks; start it with Tick and TaskAdded.
 // boot must differ between starts of the coordinator (a random string); it makes task
 // IDs unique across restarts.
 func New(boot string) *Engine {
-	return &Engine{boot: boot, agents: map[string]*agentInfo{}, tasks: map[string]*taskRun{}, byID: map[string]string{}}
+	var key [32]byte
+	crand.Read(key[:])
+	return &Engine{boot: boot, agents: map[string]*agentInfo{}, tasks: map[string]*taskRun{}, byID: map[string]string{},
+		secure: rand.New(rand.NewChaCha8(key))}
 }
 
 // TaskID names an attempt of a round of a task, in one start of the coordinator.
@@ -445,6 +460,12 @@ func (e *Engine) advanceTask(t *taskRun) ([]Action, bool) {
 		if t.Status != Running || t.RoundsLeft == 0 {
 			return nil, false
 		}
+		if p := t.Spec.Privacy; p != nil && t.Round > p.MaxRounds() {
+			// The round would take the task past its privacy budget: refuse it.
+			t.Status, t.RoundsLeft = Exhausted, 0
+			return []Action{TaskFinished{Task: t.Spec.Name, Reason: fmt.Sprintf(
+				"privacy budget exhausted: round %d would spend more than ε = %g (δ = %g)", t.Round, p.Epsilon, p.Delta)}}, false
+		}
 		return e.start(t), t.cur != nil
 	}
 	r := t.cur
@@ -522,9 +543,28 @@ func (e *Engine) start(t *taskRun) []Action {
 	slices.Sort(eligible)
 	t.attempt++
 	rng := rand.New(rand.NewPCG(t.Spec.Seed^t.Round, uint64(t.attempt)))
-	rng.Shuffle(len(eligible), func(i, j int) { eligible[i], eligible[j] = eligible[j], eligible[i] })
-	chosen := eligible[:sel]
-	slices.Sort(chosen)
+	var chosen []string
+	if p := t.Spec.Privacy; p != nil && p.Mode == task.Central {
+		// Poisson sampling, which the privacy accountant assumes: each eligible agent
+		// independently with probability fraction. The selection is the mechanism's, so
+		// it comes from a secure source, not from the task's seed.
+		for _, id := range eligible {
+			if e.secure.Float64() < t.Spec.Fraction {
+				chosen = append(chosen, id)
+			}
+		}
+		if len(chosen) == 0 {
+			t.attempt--
+			t.waiting = true // try again at the next tick
+			return nil
+		}
+		aim = len(chosen) // wait for every sampled agent, up to the deadline
+	} else {
+		rng.Shuffle(len(eligible), func(i, j int) { eligible[i], eligible[j] = eligible[j], eligible[i] })
+		chosen = eligible[:sel]
+		slices.Sort(chosen)
+	}
+	sel = len(chosen)
 	r := &round{round: t.Round, attempt: t.attempt, taskID: TaskID(t.Spec.Name, t.Round, t.attempt, e.boot), base: t.Base,
 		aim: aim, quorum: quorum, phase: PhaseConfigure, start: e.now,
 		configBy: e.now.Add(time.Duration(t.Spec.Deadlines.Configure)), trainBy: e.now.Add(time.Duration(t.Spec.Deadlines.Train)),
@@ -532,7 +572,7 @@ func (e *Engine) start(t *taskRun) []Action {
 	t.cur = r
 	e.byID[r.taskID] = t.Spec.Name
 	out := []Action{StartRound{Task: t.Spec.Name, Round: r.round, Attempt: r.attempt, TaskID: r.taskID, Base: r.base,
-		Deadline: r.trainBy, Selected: slices.Clone(chosen)}}
+		Deadline: r.trainBy, Selected: slices.Clone(chosen), Eligible: len(eligible)}}
 	for _, a := range chosen {
 		r.parts[a] = offered
 		e.agents[a].busy = r.taskID

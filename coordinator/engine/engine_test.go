@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -73,6 +74,7 @@ type sim struct {
 	versions []Version // versions[i].Number == i
 	commits  map[uint64]int
 	failures int
+	stopped  string // why the task stopped early
 }
 
 func newSim(t *testing.T, n int, s *task.Spec, beh behaviour, seed uint64) *sim {
@@ -167,6 +169,12 @@ func (sm *sim) do(a Action) {
 		sm.later(10*time.Millisecond, Committed{TaskID: a.TaskID, Version: v})
 	case FailRound:
 		sm.failures++
+	case TaskFinished:
+		if a.Reason != "" {
+			sm.durable.Status, sm.durable.RoundsLeft = Exhausted, 0
+			sm.stopped = a.Reason
+		}
+	case CancelOffer:
 	}
 }
 
@@ -186,7 +194,7 @@ func (upload) event()    {}
 func (sm *sim) run(limit time.Duration) {
 	end := sm.now.Add(limit)
 	sm.later(0, Tick{})
-	for sm.durable.Status != Done && sm.now.Before(end) {
+	for sm.durable.Status != Done && sm.durable.Status != Exhausted && sm.now.Before(end) {
 		if sm.q.Len() == 0 || sm.q[0].at.After(sm.now.Add(100*time.Millisecond)) {
 			sm.now = sm.now.Add(100 * time.Millisecond)
 			sm.apply(Tick{Now: sm.now})
@@ -361,5 +369,108 @@ func TestAdmitRefusals(t *testing.T) {
 	}
 	if err := e.Admit(in, sr.TaskID, 4, base); err == nil || !strings.Contains(err.Error(), "already sent") {
 		t.Fatalf("duplicate admitted: %v", err)
+	}
+}
+
+// privateSpec is a task with central DP whose budget allows a few rounds.
+func privateSpec(t testing.TB, fraction float64) *task.Spec {
+	t.Helper()
+	s := &task.Spec{Name: "mnist", Model: json.RawMessage(`"2nn"`), Dataset: "mnist",
+		Train: task.Train{Epochs: 1, Batch: 10, LR: 0.1}, Fraction: fraction, Seed: 7,
+		Deadlines: task.Deadlines{Configure: task.Duration(5 * time.Second), Train: task.Duration(time.Minute)},
+		Privacy:   &task.Privacy{Mode: task.Central, Clip: 1, NoiseMultiplier: 1, Epsilon: 6, Delta: 1e-5}}
+	if err := s.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestPrivacyBudgetStopsRounds asks for more rounds than a private task's budget allows,
+// with a crash at every action of the run: the engine commits exactly the rounds that
+// fit, refuses the next, and says why — also after the restarts.
+func TestPrivacyBudgetStopsRounds(t *testing.T) {
+	s := privateSpec(t, 0.2)
+	allowed := int(s.Privacy.MaxRounds())
+	if allowed < 2 || allowed > 30 {
+		t.Fatalf("the test wants a budget of a few rounds, got %d", allowed)
+	}
+	run := func(crashAt int) *sim {
+		sm := newSim(t, 50, s, behaviour{}, 5)
+		if crashAt > 0 {
+			sm.crashAt[crashAt] = true
+		}
+		sm.durable.Status, sm.durable.RoundsLeft = Running, allowed+5
+		sm.apply(RoundsRequested{Task: "mnist", N: allowed + 5})
+		sm.run(24 * time.Hour)
+		if sm.durable.Status != Exhausted || len(sm.versions) != allowed+1 || !strings.Contains(sm.stopped, "privacy budget exhausted") {
+			t.Fatalf("crash at %d: status %s, %d versions (budget: %d rounds), stopped %q", crashAt, sm.durable.Status, len(sm.versions)-1, allowed, sm.stopped)
+		}
+		return sm
+	}
+	total := run(0).actions
+	for k := 1; k <= total; k += 7 {
+		run(k)
+	}
+	// Spent ε: within the budget after the last round, beyond it one round later.
+	if e, _ := s.Spent(uint64(allowed)); e > s.Privacy.Epsilon {
+		t.Fatalf("ε after %d rounds = %v > %v", allowed, e, s.Privacy.Epsilon)
+	}
+	if e, _ := s.Spent(uint64(allowed + 1)); e <= s.Privacy.Epsilon {
+		t.Fatalf("ε after %d rounds = %v fits %v", allowed+1, e, s.Privacy.Epsilon)
+	}
+}
+
+// TestPoissonSampling checks that a private task samples each agent independently with
+// probability fraction: the number selected per round has the binomial's mean and
+// spread, and every agent is selected about as often.
+func TestPoissonSampling(t *testing.T) {
+	const agents, q, rounds = 400, 0.1, 300
+	s := privateSpec(t, q)
+	e := New("b")
+	e.Step(Tick{Now: time.Unix(1e9, 0)})
+	e.Step(TaskAdded{State: TaskState{Spec: s, Status: Idle, Round: 1}})
+	for i := range agents {
+		e.Step(AgentUp{ID: fmt.Sprintf("a%03d", i), Datasets: []string{"mnist"}})
+	}
+	counts := map[string]int{}
+	var sizes []float64
+	for r := range rounds {
+		task := e.tasks["mnist"]
+		task.Round = uint64(1 + r%int(s.Privacy.MaxRounds()))
+		for _, a := range e.start(task) {
+			if sr, ok := a.(StartRound); ok {
+				sizes = append(sizes, float64(len(sr.Selected)))
+				if sr.Eligible != agents {
+					t.Fatalf("eligible %d", sr.Eligible)
+				}
+				for _, id := range sr.Selected {
+					counts[id]++
+				}
+			}
+		}
+		// Give the agents back, as a finished round does.
+		for id := range e.agents {
+			e.agents[id].busy = ""
+		}
+		delete(e.byID, task.cur.taskID)
+		task.cur = nil
+	}
+	var mean, sq float64
+	for _, n := range sizes {
+		mean += n
+	}
+	mean /= float64(len(sizes))
+	for _, n := range sizes {
+		sq += (n - mean) * (n - mean)
+	}
+	sd := math.Sqrt(sq / float64(len(sizes)-1))
+	wantMean, wantSD := agents*q, math.Sqrt(agents*q*(1-q))
+	if math.Abs(mean-wantMean) > 4*wantSD/math.Sqrt(rounds) || math.Abs(sd-wantSD) > 0.25*wantSD {
+		t.Fatalf("sample sizes: mean %.2f sd %.2f, want %.2f and %.2f", mean, sd, wantMean, wantSD)
+	}
+	for id, c := range counts {
+		if math.Abs(float64(c)-rounds*q) > 6*math.Sqrt(rounds*q*(1-q)) {
+			t.Fatalf("agent %s selected %d times in %d rounds", id, c, rounds)
+		}
 	}
 }

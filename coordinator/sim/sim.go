@@ -57,7 +57,17 @@ type Config struct {
 	Attack string
 	// AttackScale is the attack's strength (0: the attack's default; see Attacks).
 	AttackScale float64
-	Seed        uint64
+	// DPClip, when positive, makes the task user-level DP-FedAvg (central DP): updates
+	// clipped to this L2 norm, Gaussian noise of DPNoise × DPClip on their sum, Poisson
+	// sampling at Fraction, within the budget (DPEpsilon, DPDelta). DPNoise 0 calibrates
+	// the noise so that Rounds rounds spend DPEpsilon.
+	DPClip, DPNoise, DPEpsilon, DPDelta float64
+	// DPMode is "central" (default: user-level, as above) or "record": record-level
+	// DP-SGD in every agent's local training (each record's gradient clipped to DPClip,
+	// noise DPNoise × DPClip per step), with Epochs × ⌈records/Batch⌉ local steps per
+	// round, accounted at rate Batch / (the smallest agent's records).
+	DPMode string
+	Seed   uint64
 	// MNISTDir holds the IDX files (default: dataset.MNISTDir()).
 	MNISTDir string
 	// Logger receives the coordinator's and agents' logs (default: discarded).
@@ -112,6 +122,10 @@ type Result struct {
 	Strategy  string `json:"strategy"`
 	Byzantine int    `json:"byzantine,omitempty"`
 	Attack    string `json:"attack,omitempty"`
+	// Epsilon is the privacy spent by the rounds run, at Delta, with NoiseMultiplier.
+	Epsilon         float64 `json:"epsilon,omitempty"`
+	Delta           float64 `json:"delta,omitempty"`
+	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
 }
 
 // partition splits the training set as cfg says.
@@ -316,8 +330,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ts := task.Spec{Name: "sim", Model: model, Dataset: "mnist", Seed: cfg.Seed,
 		Train:    task.Train{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR},
 		Strategy: task.Strategy{Name: strategy, Params: params},
+		Rounds:   cfg.Rounds,
 		Fraction: cfg.Fraction, OverSelect: 1,
 		Deadlines: task.Deadlines{Configure: task.Duration(time.Minute), Train: task.Duration(time.Hour)}}
+	if cfg.DPClip > 0 {
+		ts.Privacy = &task.Privacy{Mode: task.Central, Clip: cfg.DPClip, NoiseMultiplier: cfg.DPNoise, Epsilon: cfg.DPEpsilon, Delta: cfg.DPDelta}
+		switch cfg.DPMode {
+		case "", task.Central:
+		case task.Record:
+			fewest := len(parts[0])
+			for _, p := range parts {
+				fewest = min(fewest, len(p))
+			}
+			ts.Privacy.Mode, ts.Privacy.MinRecords = task.Record, fewest
+			ts.Train.LocalSteps = cfg.Epochs * ((fewest + cfg.Batch - 1) / cfg.Batch)
+			ts.Train.Epochs = 0
+		default:
+			return nil, fmt.Errorf("sim: DP mode %q: want central or record", cfg.DPMode)
+		}
+	}
 	if err := ts.Normalize(); err != nil {
 		return nil, err
 	}
@@ -347,6 +378,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	res.Seconds = time.Since(started).Seconds()
+	if p := ts.Privacy; p != nil {
+		if res.Epsilon, err = ts.Spent(uint64(len(res.Rounds))); err != nil {
+			return nil, err
+		}
+		res.Delta, res.NoiseMultiplier = p.Delta, p.NoiseMultiplier
+	}
 	return res, nil
 }
 

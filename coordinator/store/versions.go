@@ -35,8 +35,22 @@ type Version struct {
 	Strategy            string        `json:"strategy,omitempty"`
 	StrategyState       protocol.Hash `json:"strategy_state,omitzero"`
 	StrategyStateValues int           `json:"strategy_state_values,omitempty"`
+	// Privacy is the differential privacy spent by the task up to this version.
+	Privacy *PrivacySpent `json:"privacy,omitempty"`
 	// Signature is the coordinator's Ed25519 signature of Header().Text().
 	Signature []byte `json:"signature"`
+}
+
+// PrivacySpent is a private task's guarantee after a version: (Epsilon, Delta)-DP over
+// Rounds rounds of the subsampled Gaussian mechanism.
+type PrivacySpent struct {
+	Mode            string  `json:"mode"` // central (user-level) or record (record-level)
+	Epsilon         float64 `json:"epsilon"`
+	Delta           float64 `json:"delta"`
+	Rounds          uint64  `json:"rounds"`
+	NoiseMultiplier float64 `json:"noise_multiplier"`
+	SampleRate      float64 `json:"sample_rate"`
+	Clip            float64 `json:"clip"`
 }
 
 // Header is the signed part of the version.
@@ -199,6 +213,16 @@ func (s *Store) RequestRounds(name string, n int) (TaskRecord, error) {
 		return nil
 	})
 	return out, err
+}
+
+// EndTask marks a task as unable to run more rounds (status, e.g. "budget_exhausted"),
+// with no rounds left.
+func (s *Store) EndTask(name, status string) error {
+	return s.updateTask(name, func(_ *bolt.Tx, t *TaskRecord) error {
+		t.RoundsLeft = 0
+		t.Status = status
+		return nil
+	})
 }
 
 // FailAttempt records that an attempt ended without a version.

@@ -47,6 +47,8 @@ type Spec struct {
 	Deadlines Deadlines `json:"deadlines,omitzero"`
 	// Seed makes the initial model and agent selection reproducible.
 	Seed uint64 `json:"seed,omitempty"`
+	// Privacy, when set, makes the task differentially private (see Privacy).
+	Privacy *Privacy `json:"privacy,omitempty"`
 }
 
 // Train is local training's configuration.
@@ -209,6 +211,9 @@ func (s *Spec) Normalize() error {
 	}
 	if s.OverSelect == 0 {
 		s.OverSelect = DefaultOverSelect
+		if s.Privacy != nil && s.Privacy.Mode == Central {
+			s.OverSelect = 1 // sampling is the privacy mechanism's: no over-selection
+		}
 	}
 	if s.OverSelect < 1 || s.OverSelect > 10 {
 		return bad("over_select", "must be in [1, 10], got %v", s.OverSelect)
@@ -246,6 +251,9 @@ func (s *Spec) Normalize() error {
 	}
 	if s.Deadlines.Train < s.Deadlines.Configure {
 		return bad("deadlines.train", "must be at least deadlines.configure")
+	}
+	if s.Privacy != nil {
+		return s.Privacy.normalize(s)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package task
 
 import (
+	"encoding/json"
+	"github.com/fedq/fedq/privacy/dp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +95,70 @@ func TestParseErrors(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.json")); err == nil || !os.IsNotExist(err) {
 		t.Errorf("Load(missing) = %v", err)
+	}
+}
+
+func TestPrivacySpec(t *testing.T) {
+	base := `"name":"p","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1}`
+	s, err := Parse([]byte(`{` + base + `,"fraction":0.1,"rounds":50,"privacy":{"mode":"central","clip":1,"epsilon":4,"delta":1e-5}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Privacy
+	if p.NoiseMultiplier <= 0 || s.OverSelect != 1 || p.MaxRounds() < 50 {
+		t.Fatalf("calibration: %+v, over_select %v, max rounds %d", p, s.OverSelect, p.MaxRounds())
+	}
+	if e, _ := s.Spent(50); e > 4 || e < 3.99 {
+		t.Fatalf("50 calibrated rounds spend ε = %v, want just under 4", e)
+	}
+	// A stored spec (calibrated, over_select 1) parses to the same thing.
+	b, _ := json.Marshal(s)
+	again, err := Parse(b)
+	if err != nil || again.Privacy.NoiseMultiplier != p.NoiseMultiplier || again.Privacy.MaxRounds() != p.MaxRounds() {
+		t.Fatalf("reparse: %+v %v", again.Privacy, err)
+	}
+	for _, tc := range []struct{ extra, want string }{
+		{`"fraction":0.1,"privacy":{"mode":"local","clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5}`, `privacy.mode: "local"`},
+		{`"fraction":0.1,"privacy":{"mode":"central","clip":0,"noise_multiplier":1,"epsilon":4,"delta":1e-5}`, "privacy.clip"},
+		{`"fraction":0.1,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":4,"delta":1}`, "privacy.delta"},
+		{`"fraction":0.1,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":-1,"delta":1e-5}`, "privacy.epsilon"},
+		{`"agents_per_round":10,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5}`, "set fraction"},
+		{`"fraction":0.1,"over_select":1.3,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5}`, "over-selection"},
+		{`"fraction":0.1,"strategy":{"name":"median"},"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5}`, "median needs individual updates"},
+		{`"fraction":0.1,"privacy":{"mode":"central","clip":1,"epsilon":4,"delta":1e-5}`, "give rounds to calibrate"},
+		{`"fraction":0.1,"rounds":100000,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5}`, "100000 rounds would spend more than ε = 4"},
+		{`"fraction":0.9,"privacy":{"mode":"central","clip":1,"noise_multiplier":0.1,"epsilon":0.01,"delta":1e-5}`, "not one round fits"},
+		{`"agents_per_round":10,"privacy":{"mode":"record","clip":1,"noise_multiplier":1,"min_records":600,"epsilon":3,"delta":1e-5}`, "train.local_steps"},
+		{`"fraction":0.1,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"min_records":600,"epsilon":3,"delta":1e-5}`, "privacy.min_records: is for mode"},
+	} {
+		_, err := Parse([]byte(`{` + base + `,` + tc.extra + `}`))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error about %q", tc.extra, err, tc.want)
+		}
+	}
+}
+
+// TestRecordLevelPrivacySpec checks record-level DP's accounting: rate batch/min_records,
+// local_steps steps per round, any agent selection and strategy.
+func TestRecordLevelPrivacySpec(t *testing.T) {
+	s, err := Parse([]byte(`{"name":"r","model":"2nn","dataset":"mnist","train":{"local_steps":100,"batch":60,"lr":0.1},
+	  "agents_per_round":10,"strategy":{"name":"median"},"rounds":20,
+	  "privacy":{"mode":"record","clip":1,"min_records":6000,"epsilon":3,"delta":1e-5}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Privacy
+	if p.SampleRate() != 0.01 || p.MaxRounds() < 20 || s.OverSelect != DefaultOverSelect {
+		t.Fatalf("rate %v, max rounds %d, over_select %v", p.SampleRate(), p.MaxRounds(), s.OverSelect)
+	}
+	e, _ := s.Spent(20)
+	want, _, _ := dp.SampledGaussianEpsilon(0.01, p.NoiseMultiplier, 2000, 1e-5, nil)
+	if e != want || e > 3 {
+		t.Fatalf("20 rounds of 100 steps: ε = %v, the accountant says %v", e, want)
+	}
+	if _, err := Parse([]byte(`{"name":"r","model":"2nn","dataset":"mnist","train":{"local_steps":100,"batch":60,"lr":0.1},
+	  "agents_per_round":10,"privacy":{"mode":"record","clip":1,"noise_multiplier":1,"epsilon":3,"delta":1e-5}}`)); err == nil ||
+		!strings.Contains(err.Error(), "privacy.min_records") {
+		t.Fatalf("record mode without min_records: %v", err)
 	}
 }

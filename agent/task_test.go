@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/fedq/fedq/compute/dataset"
+	"github.com/fedq/fedq/protocol"
+)
+
+// TestCheckOfferPrivacy checks which offers with differential privacy an agent takes:
+// DP-SGD with local steps and enough records; not other mechanisms, not DP-SGD counted
+// in epochs, not a record minimum its data does not meet.
+func TestCheckOfferPrivacy(t *testing.T) {
+	data := &dataset.Dataset{Name: "d", X: make([]float32, 4*10), Y: []int32{0, 1, 0, 1, 0, 1, 0, 1, -1, -1}, Shape: []int{4}, NumClasses: 2}
+	d := &Daemon{cfg: Config{Data: map[string]*dataset.Dataset{"d": data}}}
+	spec := []byte(`{"input":[4],"classes":2,"layers":[{"type":"dense","out":2}]}`)
+	offer := func(dp *protocol.DPParams, localSteps uint32) *protocol.TaskOffer {
+		return &protocol.TaskOffer{TaskID: "t", Kind: protocol.TaskTrain, Dataset: "d", ModelSpec: spec, DP: dp,
+			Config: protocol.TrainConfig{Batch: 2, LR: 0.1, LocalSteps: localSteps, Epochs: 1}}
+	}
+	for _, tc := range []struct {
+		dp    *protocol.DPParams
+		steps uint32
+		want  string
+	}{
+		{nil, 0, ""},
+		{&protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: 1, NoiseMultiplier: 1, MinRecords: 8}, 5, ""},
+		{&protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: 1, NoiseMultiplier: 1, MinRecords: 9}, 5, "has 8 labelled records"},
+		{&protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: 1, NoiseMultiplier: 1}, 0, "needs a number of local steps"},
+		{&protocol.DPParams{Mechanism: "skellam", ClipNorm: 1}, 5, `mechanism "skellam" is not supported`},
+	} {
+		_, _, err := d.checkOffer(offer(tc.dp, tc.steps))
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.dp, err, tc.want)
+		}
+	}
+}

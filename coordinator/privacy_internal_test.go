@@ -1,0 +1,124 @@
+package coordinator
+
+import (
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/fedq/fedq/aggregation"
+	"github.com/fedq/fedq/coordinator/ca"
+	"github.com/fedq/fedq/coordinator/engine"
+	"github.com/fedq/fedq/coordinator/task"
+)
+
+// TestCentralDPAggregate checks DP-FedAvg's aggregate: without noise it is the sum of
+// the updates clipped to the bound, over the expected participants, whatever weights
+// the agents claim; with noise, the noise has standard deviation z·S/(q·N).
+func TestCentralDPAggregate(t *testing.T) {
+	const size = 50000
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, z := range []float64{0, 1.5} {
+		p := &task.Privacy{Mode: task.Central, Clip: 2, NoiseMultiplier: z}
+		avg, _ := aggregation.New("fedavg", nil, aggregation.Options{})
+		a := newCentralDP(avg.NewRound(size), p)
+		a.startRound(0.1, 40) // 4 expected participants
+		a.Reset(make([]float32, size))
+		want := make([]float64, size)
+		for i := range 3 {
+			u := make([]float32, size)
+			scale := []float64{0.001, 1, 100}[i] // below, around and far above the bound
+			var norm float64
+			for j := range u {
+				u[j] = float32(r.NormFloat64() * scale)
+				norm += float64(u[j]) * float64(u[j])
+			}
+			norm = math.Sqrt(norm)
+			c := math.Min(1, p.Clip/norm)
+			for j, v := range u {
+				want[j] += float64(v) * c
+			}
+			if err := a.Add(u, uint64(1+1000*i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := a.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sq float64
+		for j, v := range out {
+			d := float64(v) - want[j]/4
+			if z == 0 && math.Abs(d) > 1e-6 {
+				t.Fatalf("z=0: value %d = %v, want %v", j, v, want[j]/4)
+			}
+			sq += d * d
+		}
+		got, wantSD := math.Sqrt(sq/size), z*p.Clip/4
+		if z > 0 && math.Abs(got-wantSD) > 0.02*wantSD {
+			t.Fatalf("noise standard deviation %v, want %v", got, wantSD)
+		}
+	}
+}
+
+// TestPrivacyBudgetAfterRestart commits every round a private task's budget allows,
+// checks the ε stored with each version, restarts the coordinator, and checks that
+// another round is refused with a clear error.
+func TestPrivacyBudgetAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	listen := func() *Server {
+		srv, err := Listen(Config{Dir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := listen()
+	defer func() { srv.release() }()
+	spec, err := task.Parse([]byte(`{"name":"t","dataset":"d","model":{"input":[5],"classes":3,"layers":[{"type":"dense","out":3}]},
+	  "train":{"epochs":1,"batch":1,"lr":0.1},"fraction":0.2,
+	  "privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":5,"delta":1e-5}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.rounds.submit(spec); err != nil {
+		t.Fatal(err)
+	}
+	allowed := spec.Privacy.MaxRounds()
+	if allowed < 2 || allowed > 20 {
+		t.Fatalf("budget of %d rounds", allowed)
+	}
+	if _, err := srv.rounds.requestRoundsNow("t", int(allowed)+3); err != nil {
+		t.Fatal(err)
+	}
+	var last float64
+	for round := uint64(1); round <= allowed; round++ {
+		r := srv.rounds
+		tm := r.tasks["t"]
+		taskID := engine.TaskID("t", round, 1, "x")
+		r.do(engine.StartRound{Task: "t", Round: round, Attempt: 1, TaskID: taskID, Eligible: 10,
+			Base: engine.Version{Number: tm.version.Number, Hash: tm.version.Hash}})
+		if err := tm.agg.Add(make([]float32, tm.size), 1); err != nil {
+			t.Fatal(err)
+		}
+		if ev, ok := r.commit(engine.CommitRound{Task: "t", Round: round, Attempt: 1, TaskID: taskID, Updates: 1, Examples: 1}).(engine.Committed); !ok {
+			t.Fatalf("round %d: %+v", round, ev)
+		}
+		p := tm.version.Privacy
+		if p == nil || p.Epsilon <= last || p.Epsilon > 5 || p.Rounds != round || p.Delta != 1e-5 {
+			t.Fatalf("round %d: privacy %+v (before: ε %v)", round, p, last)
+		}
+		last = p.Epsilon
+	}
+	srv.release()
+	srv = listen()
+	_, err = srv.rounds.requestRoundsNow("t", 1)
+	if err == nil || !strings.Contains(err.Error(), "privacy budget exhausted") {
+		t.Fatalf("a round past the budget after a restart: %v", err)
+	}
+}

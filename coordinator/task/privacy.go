@@ -1,0 +1,194 @@
+package task
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fedq/fedq/privacy/dp"
+)
+
+// Privacy is a task's differential privacy, in one of two modes.
+//
+// Mode "central" is user-level DP-FedAvg (McMahan et al. 2018): each round samples every
+// eligible agent independently with probability Fraction (Poisson sampling, no
+// over-selection); the coordinator clips each update to L2 norm Clip, sums the clipped
+// updates unweighted, adds Gaussian noise of standard deviation NoiseMultiplier·Clip from
+// a cryptographically secure source, and divides by the expected number of participants.
+// Each committed round is one step of the subsampled Gaussian mechanism.
+//
+// Mode "record" is record-level DP for cross-silo federations: every agent trains with
+// DP-SGD (Abadi et al. 2016) — each record's gradient clipped to Clip, noise of
+// NoiseMultiplier·Clip on each step's sum, Poisson samples of its records at rate
+// batch / records. Train.LocalSteps fixes the steps per round, and agents with fewer
+// than MinRecords labelled records decline, so every record of every agent is covered by
+// the accountant's rate batch / MinRecords over LocalSteps steps per round (sampling of
+// agents only helps, and is not counted).
+//
+// In both modes the RDP accountant composes the rounds; a round that would take the
+// task past its budget (Epsilon, Delta) is refused, and the ε spent is stored with each
+// version.
+type Privacy struct {
+	// Mode is "central" (user-level) or "record" (record-level).
+	Mode string `json:"mode"`
+	// Clip is the L2 bound of one agent's update (central) or of one record's gradient
+	// (record).
+	Clip float64 `json:"clip"`
+	// MinRecords is, for mode record, the fewest labelled records an agent must hold.
+	MinRecords int `json:"min_records,omitempty"`
+	// NoiseMultiplier is the noise's standard deviation over Clip. Zero, with Rounds
+	// set, calibrates the smallest one that lets Rounds rounds fit the budget.
+	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
+	// Epsilon and Delta are the task's budget.
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
+
+	maxRounds uint64    // the most rounds the budget allows
+	rate      float64   // the accountant's sampling rate
+	perRound  int       // mechanism steps per round
+	orders    []float64 // the accountant's orders
+	step      []float64 // the RDP of one round at each order
+}
+
+// The privacy modes.
+const (
+	Central = "central"
+	Record  = "record"
+)
+
+// SampleRate is the sampling rate the accountant uses: agents' (central) or records'
+// (record).
+func (p *Privacy) SampleRate() float64 { return p.rate }
+
+// normalize checks p against the spec and fills in the calibrated noise.
+func (p *Privacy) normalize(s *Spec) error {
+	switch p.Mode {
+	case Central:
+		if err := p.central(s); err != nil {
+			return err
+		}
+	case Record:
+		if err := p.record(s); err != nil {
+			return err
+		}
+	default:
+		return bad("privacy.mode", "%q: want %q (user-level DP-FedAvg) or %q (record-level DP-SGD)", p.Mode, Central, Record)
+	}
+	if !(p.Clip > 0) || math.IsInf(p.Clip, 0) {
+		return bad("privacy.clip", "must be positive, got %v", p.Clip)
+	}
+	if !(p.Epsilon > 0) || math.IsInf(p.Epsilon, 0) {
+		return bad("privacy.epsilon", "the budget must be positive, got %v", p.Epsilon)
+	}
+	if !(p.Delta > 0 && p.Delta < 1) {
+		return bad("privacy.delta", "must be in (0, 1), got %v", p.Delta)
+	}
+	if p.NoiseMultiplier < 0 || math.IsNaN(p.NoiseMultiplier) || math.IsInf(p.NoiseMultiplier, 0) {
+		return bad("privacy.noise_multiplier", "must be ≥ 0, got %v", p.NoiseMultiplier)
+	}
+	if p.NoiseMultiplier == 0 {
+		if s.Rounds == 0 {
+			return bad("privacy.noise_multiplier", "give it, or give rounds to calibrate it from the budget")
+		}
+		z, err := dp.NoiseMultiplier(p.Epsilon, p.rate, s.Rounds*p.perRound, p.Delta, nil)
+		if err != nil {
+			return bad("privacy", "%v", err)
+		}
+		p.NoiseMultiplier = z
+	}
+	p.orders = dp.DefaultOrders()
+	step, err := dp.RDP(p.rate, p.NoiseMultiplier, p.perRound, p.orders)
+	if err != nil {
+		return bad("privacy", "%v", err)
+	}
+	p.step, p.maxRounds = step, 0
+	// The budget allows rounds while ε stays within it: find the last one.
+	lo, hi := uint64(0), uint64(1)
+	for p.fits(hi) {
+		lo, hi = hi, 2*hi
+		if hi > 1<<40 {
+			p.maxRounds = math.MaxUint64
+			return nil
+		}
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if p.fits(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	p.maxRounds = lo
+	if lo == 0 {
+		return bad("privacy", "not one round fits ε = %v at noise multiplier %v and sampling rate %v", p.Epsilon, p.NoiseMultiplier, p.rate)
+	}
+	if s.Rounds > 0 && uint64(s.Rounds) > lo {
+		return bad("rounds", "%d rounds would spend more than ε = %v (the budget allows %d at noise multiplier %v)", s.Rounds, p.Epsilon, lo, p.NoiseMultiplier)
+	}
+	return nil
+}
+
+// fits reports whether rounds rounds stay within the budget.
+func (p *Privacy) fits(rounds uint64) bool {
+	e, err := p.spent(rounds)
+	return err == nil && e <= p.Epsilon
+}
+
+// MaxRounds is how many rounds the budget allows.
+func (p *Privacy) MaxRounds() uint64 { return p.maxRounds }
+
+// Spent is the ε after rounds committed rounds of a task with this spec.
+func (s *Spec) Spent(rounds uint64) (float64, error) {
+	if s.Privacy == nil {
+		return 0, nil
+	}
+	return s.Privacy.spent(rounds)
+}
+
+func (p *Privacy) spent(rounds uint64) (float64, error) {
+	if p.step == nil {
+		return 0, fmt.Errorf("privacy accounting: the spec was not normalized")
+	}
+	rdp := make([]float64, len(p.step))
+	for i, r := range p.step {
+		rdp[i] = r * float64(rounds)
+	}
+	e, _, err := dp.Epsilon(p.orders, rdp, p.Delta)
+	if err != nil {
+		return 0, fmt.Errorf("privacy accounting: %w", err)
+	}
+	return e, nil
+}
+
+// central checks the spec for user-level DP-FedAvg.
+func (p *Privacy) central(s *Spec) error {
+	if s.Fraction == 0 {
+		return bad("fraction", "central DP samples each agent with probability fraction: set fraction, not agents_per_round")
+	}
+	if s.OverSelect > 1 {
+		return bad("over_select", "central DP's accounting assumes each agent is sampled with probability fraction: over-selection would break it")
+	}
+	s.OverSelect = 1
+	switch s.Strategy.Name {
+	case "median", "trimmed_mean", "krum", "multikrum":
+		return bad("strategy", "%s needs individual updates: central DP bounds one agent's effect on a sum; use a FedAvg-family strategy", s.Strategy.Name)
+	}
+	if p.MinRecords != 0 {
+		return bad("privacy.min_records", "is for mode %q", Record)
+	}
+	p.rate, p.perRound = s.Fraction, 1
+	return nil
+}
+
+// record checks the spec for record-level DP-SGD.
+func (p *Privacy) record(s *Spec) error {
+	if s.Train.LocalSteps < 1 {
+		return bad("train.local_steps", "record-level DP is accounted per step: set local_steps instead of epochs")
+	}
+	if p.MinRecords < 1 {
+		return bad("privacy.min_records", "must be at least 1: the fewest labelled records an agent may hold (the accountant's rate is batch / min_records)")
+	}
+	p.rate = min(1, float64(s.Train.Batch)/float64(p.MinRecords))
+	p.perRound = s.Train.LocalSteps
+	return nil
+}
