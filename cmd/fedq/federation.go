@@ -165,6 +165,7 @@ func agentCommand() *cli.Command {
 				&cli.StringSliceFlag{Name: "data", Usage: "a local dataset, NAME=SOURCE (mnist, mnist-test, a folder of IDX files, a .csv file); repeatable"},
 				&cli.StringFlag{Name: "addr", Usage: "coordinator address, overriding the enrolled one"},
 				&cli.IntFlag{Name: "threads", Value: 1, Usage: "compute threads"},
+				deviceFlag(),
 			},
 			Action: runAgent,
 		}, {
@@ -213,8 +214,15 @@ func runAgent(c *cli.Context) error {
 		data = append(data, ld)
 		byName[ld.Name] = ld.Data
 	}
+	gpus, err := selectDevice(c)
+	if err != nil {
+		return err
+	}
 	caps := protocol.Capabilities{Datasets: agent.Describe(data), Backend: "cpu", Device: runtime.GOARCH + " CPU",
 		Threads: uint32(c.Int("threads"))}
+	for _, g := range gpus { // found, not used yet: reported so the coordinator knows
+		caps.GPUs = append(caps.GPUs, protocol.GPUInfo{Name: g.Name, MemoryBytes: g.Memory})
+	}
 	d, err := agent.New(agent.Config{Identity: id, Addr: c.String("addr"), Capabilities: caps, SoftwareVersion: version,
 		Data: byName, Threads: c.Int("threads")})
 	if err != nil {

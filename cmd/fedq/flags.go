@@ -2,11 +2,14 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/fedq/fedq/compute"
+	"github.com/fedq/fedq/compute/cuda"
 	"github.com/fedq/fedq/compute/dataset"
 )
 
@@ -16,12 +19,41 @@ func computeFlags() []cli.Flag {
 		&cli.IntFlag{Name: "threads", Value: 1, Usage: "goroutines per matrix product (one core gains little from more)", EnvVars: []string{"FEDQ_THREADS"}},
 		&cli.StringFlag{Name: "kernel", Usage: "force a GEMM micro-kernel (see `fedq info`)", EnvVars: []string{"FEDQ_KERNEL"}},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for initialisation, shuffling and dropout"},
+		deviceFlag(),
 	}
+}
+
+// deviceFlag is --device: where to train.
+func deviceFlag() cli.Flag {
+	return &cli.StringFlag{Name: "device", Value: "auto", EnvVars: []string{"FEDQ_DEVICE"},
+		Usage: "auto (a GPU when one is usable, else the CPU), cpu, or cuda[:N] (fails when no GPU can be used)"}
+}
+
+// selectDevice resolves --device: the CPU, or an error for cuda without a usable GPU.
+// With auto it logs once why training is on the CPU. It returns the GPUs found.
+func selectDevice(c *cli.Context) ([]cuda.Device, error) {
+	choice, err := cuda.ParseChoice(c.String("device"))
+	if err != nil {
+		return nil, usageError("--device: %v", err)
+	}
+	var rep cuda.Report
+	probe := func() cuda.Report { rep = cuda.Probe(os.Getenv("FEDQ_CUDA_LIBRARY")); return rep }
+	_, note, err := cuda.Select(choice, probe)
+	if err != nil {
+		return nil, cli.Exit(err.Error(), 2)
+	}
+	if note != "" {
+		slog.Info(note)
+	}
+	return rep.Devices, nil
 }
 
 func computeOptions(c *cli.Context) (compute.Options, error) {
 	if c.Int("threads") < 1 {
 		return compute.Options{}, usageError("--threads must be at least 1, got %d", c.Int("threads"))
+	}
+	if _, err := selectDevice(c); err != nil {
+		return compute.Options{}, err
 	}
 	return compute.Options{Seed: c.Uint64("seed"), Threads: c.Int("threads"), Kernel: c.String("kernel")}, nil
 }

@@ -147,3 +147,29 @@ func TestDPCommands(t *testing.T) {
 		t.Fatalf("noise %+v", n)
 	}
 }
+
+// TestDeviceSelection checks --device on a machine without a usable GPU (the driver
+// library is pointed at a path that does not exist): auto trains on the CPU, cuda fails
+// with the reason, and fedq info says why.
+func TestDeviceSelection(t *testing.T) {
+	t.Setenv("FEDQ_CUDA_LIBRARY", "/nonexistent/libcuda.so.1")
+	csv := filepath.Join(t.TempDir(), "blobs.csv")
+	writeBlobs(t, csv, 40, 3)
+	spec := `{"input":[4],"classes":2,"layers":[{"type":"dense","out":2}]}`
+	if code, _, stderr := runCLI(t, "train", "--model", spec, "--dataset", csv, "--label-column", "label", "--epochs", "1", "--batch", "4", "--device", "auto"); code != 0 {
+		t.Fatalf("--device auto: exit %d: %s", code, stderr)
+	}
+	code, _, stderr := runCLI(t, "train", "--model", spec, "--dataset", csv, "--label-column", "label", "--epochs", "1", "--batch", "4", "--device", "cuda")
+	if code != 2 || !strings.Contains(stderr, "--device cuda:0: no usable GPU: /nonexistent/libcuda.so.1 cannot be loaded") {
+		t.Fatalf("--device cuda: exit %d, stderr %q", code, stderr)
+	}
+	code, out, _ := runCLI(t, "info", "--json")
+	var in struct {
+		CUDA struct {
+			Reason string `json:"reason"`
+		} `json:"cuda"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &in) != nil || !strings.Contains(in.CUDA.Reason, "cannot be loaded") {
+		t.Fatalf("info: exit %d, %s", code, out)
+	}
+}
