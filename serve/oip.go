@@ -1,0 +1,335 @@
+package serve
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Tensor and datatype names of the Open Inference Protocol v2 that fedq models use.
+const (
+	// InputName is the one input tensor of every served model.
+	InputName = "input"
+	// LogitsName is the output tensor of the raw logits, n × classes.
+	LogitsName = "logits"
+	// LabelName is the output tensor of the predicted class (argmax of the logits), n.
+	LabelName = "label"
+	// DatatypeFP32 is the datatype of the input and of the logits.
+	DatatypeFP32 = "FP32"
+	// DatatypeINT64 is the datatype of the labels.
+	DatatypeINT64 = "INT64"
+	// Platform is the platform a served model reports in its metadata.
+	Platform = "fedq"
+)
+
+// InferRequest is an Open Inference Protocol v2 inference request (REST, JSON tensors).
+type InferRequest struct {
+	// ID, when set, is echoed in the answer.
+	ID string `json:"id,omitempty"`
+	// Parameters are accepted and ignored.
+	Parameters json.RawMessage `json:"parameters,omitempty"`
+	// Inputs must hold exactly one tensor, InputName.
+	Inputs []RequestInput `json:"inputs"`
+	// Outputs selects LogitsName and/or LabelName; empty means both.
+	Outputs []RequestOutput `json:"outputs,omitempty"`
+}
+
+// RequestInput is one input tensor of an InferRequest. Data holds the values in
+// row-major order, as a flat array or nested arrays.
+type RequestInput struct {
+	// Name must be InputName.
+	Name string `json:"name"`
+	// Shape is [n, input shape...] or [n, input size].
+	Shape []int64 `json:"shape"`
+	// Datatype must be DatatypeFP32.
+	Datatype string `json:"datatype"`
+	// Parameters are accepted and ignored.
+	Parameters json.RawMessage `json:"parameters,omitempty"`
+	// Data holds the n·input size values.
+	Data json.RawMessage `json:"data"`
+}
+
+// RequestOutput names an output the client wants; none means all.
+type RequestOutput struct {
+	// Name is LogitsName or LabelName.
+	Name string `json:"name"`
+	// Parameters are accepted and ignored.
+	Parameters json.RawMessage `json:"parameters,omitempty"`
+}
+
+// TensorMetadata describes a model's input or output tensor; -1 is a variable dimension.
+type TensorMetadata struct {
+	Name     string  `json:"name"`     // the tensor's name
+	Datatype string  `json:"datatype"` // FP32 or INT64
+	Shape    []int64 `json:"shape"`    // -1: any size
+}
+
+// ModelMetadata is the answer to GET /v2/models/{name}.
+type ModelMetadata struct {
+	Name     string           `json:"name"`     // the model's name in the URLs
+	Versions []string         `json:"versions"` // the version being served
+	Platform string           `json:"platform"` // Platform
+	Inputs   []TensorMetadata `json:"inputs"`   // the one input
+	Outputs  []TensorMetadata `json:"outputs"`  // logits and label
+}
+
+// ServerMetadata is the answer to GET /v2.
+type ServerMetadata struct {
+	Name       string   `json:"name"`       // "fedq"
+	Version    string   `json:"version"`    // the fedq build
+	Extensions []string `json:"extensions"` // none yet
+}
+
+// decoded is a validated infer request: n samples of the model's input, and which
+// outputs to send.
+type decoded struct {
+	id     string
+	x      []float32
+	n      int
+	logits bool
+	label  bool
+}
+
+// requestError is a client error: it becomes an HTTP status and {"error": msg}.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func badRequest(format string, a ...any) *requestError {
+	return &requestError{status: 400, msg: fmt.Sprintf(format, a...)}
+}
+
+// decodeInfer parses and checks an infer request's JSON body for a model whose one
+// sample has the shape input (inSize values). The input's shape must be [n, input...] or
+// [n, inSize]; its values must be finite numbers that fit in a float32.
+func decodeInfer(body []byte, input []int, inSize int) (*decoded, error) {
+	var req InferRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, badRequest("malformed infer request: %v", err)
+	}
+	if len(req.Inputs) != 1 {
+		return nil, badRequest("want exactly one input tensor named %q, got %d", InputName, len(req.Inputs))
+	}
+	in := &req.Inputs[0]
+	if in.Name != InputName {
+		return nil, badRequest("unknown input %q: the model's one input is %q", in.Name, InputName)
+	}
+	if in.Datatype != DatatypeFP32 {
+		return nil, badRequest("input %q has datatype %q, want %s", in.Name, in.Datatype, DatatypeFP32)
+	}
+	n, err := checkShape(in.Shape, input, inSize)
+	if err != nil {
+		return nil, err
+	}
+	x, err := decodeFP32(in.Data, n*inSize)
+	if err != nil {
+		return nil, badRequest("input %q data: %v", in.Name, err)
+	}
+	d := &decoded{id: req.ID, x: x, n: n, logits: len(req.Outputs) == 0, label: len(req.Outputs) == 0}
+	for _, o := range req.Outputs {
+		switch o.Name {
+		case LogitsName:
+			d.logits = true
+		case LabelName:
+			d.label = true
+		default:
+			return nil, badRequest("unknown output %q: the model has %q and %q", o.Name, LogitsName, LabelName)
+		}
+	}
+	return d, nil
+}
+
+// checkShape returns the batch size of shape, which must be [n, input...] or [n, inSize].
+func checkShape(shape []int64, input []int, inSize int) (int, error) {
+	want := func() error {
+		return badRequest("input shape %v: want [n%s] or [n, %d] with n ≥ 1", shape, dims(input), inSize)
+	}
+	if len(shape) < 2 || shape[0] < 1 || shape[0] > math.MaxInt32 {
+		return 0, want()
+	}
+	rest := shape[1:]
+	flat := len(rest) == 1 && rest[0] == int64(inSize)
+	same := len(rest) == len(input)
+	for i := 0; same && i < len(rest); i++ {
+		same = rest[i] == int64(input[i])
+	}
+	if !flat && !same {
+		return 0, want()
+	}
+	return int(shape[0]), nil
+}
+
+func dims(s []int) string {
+	var b strings.Builder
+	for _, d := range s {
+		fmt.Fprintf(&b, ", %d", d)
+	}
+	return b.String()
+}
+
+// decodeFP32 reads exactly want numbers from a JSON array, flat or nested (row-major),
+// into float32s. It refuses anything but numbers and arrays, values that are not finite
+// in float32, and a count other than want.
+func decodeFP32(data []byte, want int) ([]float32, error) {
+	out := make([]float32, 0, want)
+	i, depth := 0, 0
+	skip := func() {
+		for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+			i++
+		}
+	}
+	skip()
+	if i >= len(data) || data[i] != '[' {
+		return nil, fmt.Errorf("want an array of numbers")
+	}
+	// expectValue is true after '[' or ',': a value (number or array) must come next,
+	// except ']' right after '['.
+	expectValue, afterOpen := true, false
+	for {
+		skip()
+		if i >= len(data) {
+			return nil, fmt.Errorf("unterminated array")
+		}
+		c := data[i]
+		switch {
+		case c == '[':
+			if !expectValue {
+				return nil, fmt.Errorf("missing ',' at offset %d", i)
+			}
+			depth++
+			if depth > 32 {
+				return nil, fmt.Errorf("arrays nested more than 32 deep")
+			}
+			i++
+			afterOpen = true
+			continue
+		case c == ']':
+			if expectValue && !afterOpen {
+				return nil, fmt.Errorf("missing value before ']' at offset %d", i)
+			}
+			depth--
+			i++
+			expectValue, afterOpen = false, false
+			if depth == 0 {
+				skip()
+				if i != len(data) {
+					return nil, fmt.Errorf("unexpected data after the array at offset %d", i)
+				}
+				if len(out) != want {
+					return nil, fmt.Errorf("%d values, the shape needs %d", len(out), want)
+				}
+				return out, nil
+			}
+			continue
+		case c == ',':
+			if expectValue {
+				return nil, fmt.Errorf("unexpected ',' at offset %d", i)
+			}
+			i++
+			expectValue, afterOpen = true, false
+			continue
+		case c == '-' || (c >= '0' && c <= '9'):
+			if !expectValue {
+				return nil, fmt.Errorf("missing ',' at offset %d", i)
+			}
+			j := i
+			for j < len(data) && isNumberByte(data[j]) {
+				j++
+			}
+			v, err := strconv.ParseFloat(string(data[i:j]), 32)
+			if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+				return nil, fmt.Errorf("%q at offset %d is not a finite float32", data[i:j], i)
+			}
+			if len(out) == want {
+				return nil, fmt.Errorf("more values than the shape's %d", want)
+			}
+			out = append(out, float32(v))
+			i = j
+			expectValue, afterOpen = false, false
+		default:
+			end := min(i+12, len(data))
+			return nil, fmt.Errorf("%q at offset %d: want a finite number (NaN and Inf are refused)", data[i:end], i)
+		}
+	}
+}
+
+func isNumberByte(c byte) bool {
+	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
+}
+
+// appendResponse appends the JSON infer response for d's logits to b.
+func appendResponse(b []byte, name, version string, d *decoded, classes int, logits []float32) []byte {
+	b = append(b, `{"model_name":`...)
+	b = appendJSONString(b, name)
+	b = append(b, `,"model_version":`...)
+	b = appendJSONString(b, version)
+	if d.id != "" {
+		b = append(b, `,"id":`...)
+		b = appendJSONString(b, d.id)
+	}
+	b = append(b, `,"outputs":[`...)
+	if d.logits {
+		b = append(b, `{"name":"logits","datatype":"FP32","shape":[`...)
+		b = strconv.AppendInt(b, int64(d.n), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(classes), 10)
+		b = append(b, `],"data":[`...)
+		for i, v := range logits {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendFloat32(b, v)
+		}
+		b = append(b, "]}"...)
+	}
+	if d.label {
+		if d.logits {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":"label","datatype":"INT64","shape":[`...)
+		b = strconv.AppendInt(b, int64(d.n), 10)
+		b = append(b, `],"data":[`...)
+		for i := range d.n {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(argmax(logits[i*classes:(i+1)*classes])), 10)
+		}
+		b = append(b, "]}"...)
+	}
+	return append(b, "]}\n"...)
+}
+
+// appendFloat32 writes v in the shortest form that parses back to the same float32.
+// Logits are finite for finite inputs and weights; a non-finite one (a diverged model)
+// is written as null, as JSON has no NaN or Inf.
+func appendFloat32(b []byte, v float32) []byte {
+	if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, float64(v), 'g', -1, 32)
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, err := json.Marshal(s)
+	if err != nil { // a string always marshals
+		return append(b, `""`...)
+	}
+	return append(b, q...)
+}
+
+// argmax returns the index of the largest value (the first of equals); NaN loses.
+func argmax(v []float32) int {
+	best := 0
+	for i := 1; i < len(v); i++ {
+		if v[i] > v[best] || (v[best] != v[best] && v[i] == v[i]) {
+			best = i
+		}
+	}
+	return best
+}
