@@ -1,15 +1,12 @@
 package coordinator
 
 import (
-	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/fedq/fedq/aggregation"
-	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/coordinator/engine"
 	"github.com/fedq/fedq/coordinator/task"
 )
@@ -67,17 +64,8 @@ func TestCentralDPAggregate(t *testing.T) {
 // checks the ε stored with each version, restarts the coordinator, and checks that
 // another round is refused with a clear error.
 func TestPrivacyBudgetAfterRestart(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	listen := func() *Server {
-		srv, err := Listen(Config{Dir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv
-	}
+	dir := testDir(t)
+	listen := func() *Server { return listenOn(t, dir) }
 	srv := listen()
 	defer func() { srv.release() }()
 	spec, err := task.Parse([]byte(`{"name":"t","dataset":"d","model":{"input":[5],"classes":3,"layers":[{"type":"dense","out":3}]},

@@ -1,14 +1,11 @@
 package coordinator
 
 import (
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"testing"
 
-	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/coordinator/engine"
 	"github.com/fedq/fedq/coordinator/task"
 )
@@ -37,17 +34,8 @@ func TestStrategyStateAcrossRestart(t *testing.T) {
 // commit, and returns the last version's weights.
 func runStrategyRounds(t *testing.T, strategy string, rounds, restartAfter, failAt int) []float32 {
 	t.Helper()
-	dir := t.TempDir()
-	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	listen := func() *Server {
-		srv, err := Listen(Config{Dir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv
-	}
+	dir := testDir(t)
+	listen := func() *Server { return listenOn(t, dir) }
 	srv := listen()
 	defer func() { srv.release() }()
 	spec, err := task.Parse([]byte(`{"name":"t","dataset":"d","model":{"input":[5],"classes":3,"layers":[{"type":"dense","out":3}]},

@@ -20,14 +20,8 @@ import (
 // coordinator's side and give the client its credit back; before EndRead, the 17th
 // request waited forever for a stream.
 func TestStreamCreditWithLateFIN(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := Listen(Config{Dir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testDir(t)
+	srv := listenOn(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
@@ -68,4 +62,24 @@ func TestStreamCreditWithLateFIN(t *testing.T) {
 	if _, err := adm.Status(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testDir is a coordinator directory with a fresh CA.
+func testDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// listenOn opens a coordinator on dir, on a free loopback port, with logs discarded.
+func listenOn(t *testing.T, dir string) *Server {
+	t.Helper()
+	srv, err := Listen(Config{Dir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }

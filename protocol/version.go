@@ -3,9 +3,12 @@ package protocol
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -115,4 +118,24 @@ func ParseVersionHeader(text []byte) (VersionHeader, error) {
 // SignedMeta returns the tensor-stream metadata carrying h and its signature.
 func SignedMeta(h VersionHeader, key ed25519.PrivateKey) map[string]string {
 	return map[string]string{MetaVersion: string(h.Text()), MetaSignature: base64.StdEncoding.EncodeToString(h.Sign(key))}
+}
+
+// HashWeights is the SHA-256 of weights as little-endian float32 values: a version's hash
+// (VersionHeader.Hash), under which the coordinator stores its weights and which a
+// model download's raw tensor bytes hash to.
+func HashWeights(weights []float32) Hash {
+	h := sha256.New()
+	buf := make([]byte, 0, 64<<10)
+	for len(weights) > 0 {
+		n := min(len(weights), cap(buf)/4)
+		buf = buf[:0]
+		for _, v := range weights[:n] {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		}
+		h.Write(buf)
+		weights = weights[n:]
+	}
+	var sum Hash
+	h.Sum(sum[:0])
+	return sum
 }

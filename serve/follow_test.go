@@ -137,7 +137,7 @@ func TestPullFromCoordinator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Header == nil || m.Version != v.Number || HashWeights(m.Net.Values()) != v.Hash || m.Header.Hash != v.Hash || m.Task != "blobs" {
+	if m.Header == nil || m.Version != v.Number || protocol.HashWeights(m.Net.Values()) != v.Hash || m.Header.Hash != v.Hash || m.Task != "blobs" {
 		t.Fatalf("pulled %+v (header %+v), version %+v", m, m.Header, v)
 	}
 	s := New(Options{Logger: quietLogger()})

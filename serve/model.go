@@ -2,11 +2,8 @@ package serve
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -44,26 +41,6 @@ type Model struct {
 
 // VersionString is Version as the Open Inference Protocol spells versions.
 func (m *Model) VersionString() string { return strconv.FormatUint(m.Version, 10) }
-
-// HashWeights returns the SHA-256 of weights as little-endian float32 values: the hash a
-// version's signed header carries (the coordinator's store hashes blobs the same way,
-// and it is the hash of a model-download tensor stream's raw bytes).
-func HashWeights(weights []float32) protocol.Hash {
-	h := sha256.New()
-	buf := make([]byte, 0, 64<<10)
-	for len(weights) > 0 {
-		n := min(len(weights), cap(buf)/4)
-		buf = buf[:0]
-		for _, v := range weights[:n] {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-		}
-		h.Write(buf)
-		weights = weights[n:]
-	}
-	var sum protocol.Hash
-	h.Sum(sum[:0])
-	return sum
-}
 
 // VerifyError is why a model failed verification: unsigned, signed by another key,
 // or weights that are not the ones signed. A model that fails it must not be served.
@@ -105,7 +82,7 @@ func Verify(pub ed25519.PublicKey, meta map[string]string, weights []float32) (p
 	if h.Params != uint64(len(weights)) {
 		return h, verifyError("verify version %d: it is signed for %d parameters, the model has %d", h.Number, h.Params, len(weights))
 	}
-	if sum := HashWeights(weights); sum != h.Hash {
+	if sum := protocol.HashWeights(weights); sum != h.Hash {
 		return h, verifyError("verify version %d: the weights hash to %s, the signed version says %s: they were altered after signing",
 			h.Number, sum, h.Hash)
 	}

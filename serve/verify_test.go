@@ -29,7 +29,7 @@ func testKey(seed byte) ed25519.PrivateKey {
 func signedFile(t *testing.T, net *compute.Model[float32], key ed25519.PrivateKey, number uint64, tamper bool) string {
 	t.Helper()
 	h := protocol.VersionHeader{Number: number, Parent: number - 1, Task: "mnist", Round: number - 1,
-		Params: uint64(net.NumParams()), Hash: HashWeights(net.Values())}
+		Params: uint64(net.NumParams()), Hash: protocol.HashWeights(net.Values())}
 	meta := protocol.SignedMeta(h, key)
 	meta[MetaTask] = "mnist"
 	meta[MetaVersionNumber] = "7"
@@ -89,7 +89,7 @@ func TestLoadFileVerifies(t *testing.T) {
 func TestVerifyParamCount(t *testing.T) {
 	key := testKey(3)
 	w := []float32{1, 2, 3}
-	h := protocol.VersionHeader{Number: 2, Task: "t", Params: 4, Hash: HashWeights(w)}
+	h := protocol.VersionHeader{Number: 2, Task: "t", Params: 4, Hash: protocol.HashWeights(w)}
 	if _, err := Verify(key.Public().(ed25519.PublicKey), protocol.SignedMeta(h, key), w); err == nil || !strings.Contains(err.Error(), "4 parameters") {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -112,8 +112,8 @@ func TestHashWeightsIsTheCoordinators(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := HashWeights(w); got != store.HashWeights(w) || got != put {
-			t.Fatalf("%d weights: HashWeights %s, store %s, Put %s", n, got, store.HashWeights(w), put)
+		if got := protocol.HashWeights(w); got != protocol.HashWeights(w) || got != put {
+			t.Fatalf("%d weights: HashWeights %s, store %s, Put %s", n, got, protocol.HashWeights(w), put)
 		}
 	}
 }

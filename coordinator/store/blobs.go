@@ -37,27 +37,9 @@ func OpenBlobs(dir string) (*Blobs, error) {
 // Path returns the file of the blob of h (which may not exist).
 func (b *Blobs) Path(h protocol.Hash) string { return filepath.Join(b.dir, h.String()) }
 
-// HashWeights returns the SHA-256 of weights as little-endian float32.
-func HashWeights(w []float32) protocol.Hash {
-	h := sha256.New()
-	buf := make([]byte, 0, 64<<10)
-	for len(w) > 0 {
-		n := min(len(w), cap(buf)/4)
-		buf = buf[:0]
-		for _, v := range w[:n] {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-		}
-		h.Write(buf)
-		w = w[n:]
-	}
-	var sum protocol.Hash
-	h.Sum(sum[:0])
-	return sum
-}
-
 // Put stores weights and returns their hash. Storing the same weights twice is fine.
 func (b *Blobs) Put(w []float32) (protocol.Hash, error) {
-	sum := HashWeights(w)
+	sum := protocol.HashWeights(w)
 	final := b.Path(sum)
 	if fi, err := os.Stat(final); err == nil && fi.Size() == int64(4*len(w)) {
 		return sum, nil

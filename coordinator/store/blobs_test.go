@@ -28,7 +28,7 @@ func TestBlobsRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h != HashWeights(w) {
+		if h != protocol.HashWeights(w) {
 			t.Fatalf("n=%d: Put returned another hash than HashWeights", n)
 		}
 		if h2, err := b.Put(w); err != nil || h2 != h {
