@@ -45,6 +45,19 @@ done = function(summary, latency, requests)
 end
 LUA
 
+# The same image with the binary tensor data extension: JSON header, then raw float32.
+python3 - "$work" <<'PY'
+import json, struct, sys
+work = sys.argv[1]
+x = json.load(open(work + "/body.json"))["inputs"][0]["data"]
+head = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
+                               "parameters": {"binary_data_size": 4 * len(x)}}]}).encode()
+open(work + "/body.bin", "wb").write(head + struct.pack("<%df" % len(x), *x))
+open(work + "/head.len", "w").write(str(len(head)))
+PY
+sed -e 's#application/json"#application/octet-stream"\nwrk.headers["Inference-Header-Content-Length"] = "'"$(cat "$work/head.len")"'"#' \
+	-e "s#body.json#body.bin#" "$work/post.lua" >"$work/post-bin.lua"
+
 echo "== raw batched throughput (Forward on batches of 64, one thread)"
 go test -run '^$' -bench 'BenchmarkForwardBatch64' -benchtime 2s ./serve/ | grep Benchmark
 
@@ -60,6 +73,8 @@ for model in $MODELS; do
 	curl -sf "http://127.0.0.1:$PORT/v2/models/$model/infer" -d @"$work/body.json" | head -c 300; echo
 	echo "== $model: wrk -t$WRK_THREADS -c$CONNS -d$DURATION, single-image JSON requests"
 	wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/post.lua" "http://127.0.0.1:$PORT/v2/models/$model/infer" | grep -E "Latency|Requests/sec|RESULT|50%|99%"
+	echo "== $model: the same with binary tensor data"
+	wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/post-bin.lua" "http://127.0.0.1:$PORT/v2/models/$model/infer" | grep -E "RESULT"
 	curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^fedq_serve_batch_samples_(sum|count)' || true
 	kill "$server"; wait "$server" 2>/dev/null || true; server=""
 done

@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -104,12 +106,34 @@ func badRequest(format string, a ...any) *requestError {
 	return &requestError{status: 400, msg: fmt.Sprintf(format, a...)}
 }
 
+// HeaderContentLength is the HTTP header of the protocol's binary tensor data
+// extension: the request body is that many bytes of JSON, followed by the raw tensor data
+// of the inputs whose parameters give "binary_data_size".
+const HeaderContentLength = "Inference-Header-Content-Length"
+
 // decodeInfer parses and checks an infer request's JSON body for a model whose one
 // sample has the shape input (inSize values). The input's shape must be [n, input...] or
 // [n, inSize]; its values must be finite numbers that fit in a float32.
 func decodeInfer(body []byte, input []int, inSize int) (*decoded, error) {
+	return decodeInferBinary(body, -1, input, inSize)
+}
+
+// decodeInferBinary is decodeInfer for the binary tensor data extension: with
+// headerLen ≥ 0 the first headerLen bytes of body are the JSON request and the rest the
+// input's raw little-endian float32 values ("parameters": {"binary_data_size": N}).
+func decodeInferBinary(body []byte, headerLen int, input []int, inSize int) (*decoded, error) {
+	var raw []byte
+	if headerLen >= 0 {
+		if headerLen > len(body) {
+			return nil, badRequest("%s is %d, the body has %d bytes", HeaderContentLength, headerLen, len(body))
+		}
+		body, raw = body[:headerLen], body[headerLen:]
+	}
 	var req InferRequest
 	if err := json.Unmarshal(body, &req); err != nil {
+		if headerLen < 0 && bytes.Contains(body, []byte("binary_data_size")) {
+			return nil, badRequest("malformed infer request: %v (binary tensor data needs the %s header)", err, HeaderContentLength)
+		}
 		return nil, badRequest("malformed infer request: %v", err)
 	}
 	if len(req.Inputs) != 1 {
@@ -126,9 +150,26 @@ func decodeInfer(body []byte, input []int, inSize int) (*decoded, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, err := decodeFP32(in.Data, n*inSize)
-	if err != nil {
-		return nil, badRequest("input %q data: %v", in.Name, err)
+	var x []float32
+	if size, ok, err := binaryDataSize(in.Parameters); err != nil {
+		return nil, err
+	} else if ok {
+		if headerLen < 0 {
+			return nil, badRequest("input %q has binary_data_size but the request has no %s header", in.Name, HeaderContentLength)
+		}
+		if size != len(raw) || size != 4*n*inSize {
+			return nil, badRequest("input %q: binary_data_size %d, %d bytes after the JSON, the shape needs %d", in.Name, size, len(raw), 4*n*inSize)
+		}
+		if x, err = rawFP32(raw); err != nil {
+			return nil, badRequest("input %q data: %v", in.Name, err)
+		}
+	} else {
+		if len(raw) > 0 {
+			return nil, badRequest("%d bytes of binary data after the JSON, but no input has binary_data_size", len(raw))
+		}
+		if x, err = decodeFP32(in.Data, n*inSize); err != nil {
+			return nil, badRequest("input %q data: %v", in.Name, err)
+		}
 	}
 	d := &decoded{id: req.ID, x: x, n: n, logits: len(req.Outputs) == 0, label: len(req.Outputs) == 0}
 	for _, o := range req.Outputs {
@@ -256,6 +297,39 @@ func decodeFP32(data []byte, want int) ([]float32, error) {
 			return nil, fmt.Errorf("%q at offset %d: want a finite number (NaN and Inf are refused)", data[i:end], i)
 		}
 	}
+}
+
+// binaryDataSize reads an input's "binary_data_size" parameter, if it has one.
+func binaryDataSize(params json.RawMessage) (int, bool, error) {
+	if len(params) == 0 {
+		return 0, false, nil
+	}
+	var p struct {
+		Size *int64 `json:"binary_data_size"`
+	}
+	if err := json.Unmarshal(params, &p); err != nil {
+		return 0, false, badRequest("input parameters: %v", err)
+	}
+	if p.Size == nil {
+		return 0, false, nil
+	}
+	if *p.Size < 0 || *p.Size > math.MaxInt32 {
+		return 0, false, badRequest("binary_data_size %d is out of range", *p.Size)
+	}
+	return int(*p.Size), true, nil
+}
+
+// rawFP32 reads little-endian float32 values, refusing NaN and infinities.
+func rawFP32(b []byte) ([]float32, error) {
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		if v-v != 0 {
+			return nil, fmt.Errorf("value %d is %v: want finite numbers", i, v)
+		}
+		out[i] = v
+	}
+	return out, nil
 }
 
 func isNumberByte(c byte) bool {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,7 +265,7 @@ func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) serverMetadata(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, ServerMetadata{Name: "fedq", Version: s.opt.Version, Extensions: []string{}})
+	writeJSON(w, http.StatusOK, ServerMetadata{Name: "fedq", Version: s.opt.Version, Extensions: []string{"binary_tensor_data"}})
 }
 
 // current resolves the {name} and optional {version} of a request to the loaded
@@ -353,7 +354,14 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 			in.coming.Add(-1)
 		}
 	}()
-	d, err := decodeInfer(body, in.model.Net.Spec().Input, in.inSize)
+	headerLen := -1
+	if h := r.Header.Get(HeaderContentLength); h != "" {
+		if headerLen, err = strconv.Atoi(h); err != nil || headerLen < 0 {
+			writeError(w, http.StatusBadRequest, "%s %q is not a byte count", HeaderContentLength, h)
+			return
+		}
+	}
+	d, err := decodeInferBinary(body, headerLen, in.model.Net.Spec().Input, in.inSize)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
