@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"errors"
+	"math"
 
 	"github.com/fedq/fedq/aggregation"
 	"github.com/fedq/fedq/coordinator/task"
@@ -15,15 +16,26 @@ import (
 // divides by the expected number of participants (the fixed-denominator estimator, whose
 // sensitivity does not depend on how many agents took part).
 type centralDP struct {
-	inner aggregation.Aggregator
-	p     *task.Privacy
-	noise *dp.Noise
-	denom float64 // sample rate × eligible agents of the running round
+	inner  aggregation.Aggregator
+	p      *task.Privacy
+	noise  *dp.Noise
+	denom  float64   // sample rate × eligible agents of the running round
+	sizes  []int     // with PerLayer: the parameter tensors' sizes
+	bounds []float64 // and their bounds, Clip/√len(sizes) each
 }
 
-// newCentralDP wraps inner for a task's privacy settings.
-func newCentralDP(inner aggregation.Aggregator, p *task.Privacy) *centralDP {
-	return &centralDP{inner: inner, p: p, noise: dp.NewNoise()}
+// newCentralDP wraps inner for a task's privacy settings; sizes are the model's
+// parameter tensors' sizes, in order (used with PerLayer).
+func newCentralDP(inner aggregation.Aggregator, p *task.Privacy, sizes []int) *centralDP {
+	a := &centralDP{inner: inner, p: p, noise: dp.NewNoise()}
+	if p.PerLayer && len(sizes) > 0 {
+		a.sizes = sizes
+		a.bounds = make([]float64, len(sizes))
+		for i := range a.bounds {
+			a.bounds[i] = p.Clip / math.Sqrt(float64(len(sizes)))
+		}
+	}
+	return a
 }
 
 // startRound sets the round's expected participants.
@@ -32,7 +44,13 @@ func (a *centralDP) startRound(sampleRate float64, eligible int) {
 }
 
 func (a *centralDP) Add(u []float32, _ uint64) error {
-	dp.ClipL2(u, a.p.Clip)
+	if a.sizes != nil {
+		if _, err := dp.ClipL2PerLayer(u, a.sizes, a.bounds); err != nil {
+			return err
+		}
+	} else {
+		dp.ClipL2(u, a.p.Clip)
+	}
 	return a.inner.Add(u, 1)
 }
 

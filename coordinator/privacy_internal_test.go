@@ -20,7 +20,7 @@ func TestCentralDPAggregate(t *testing.T) {
 	for _, z := range []float64{0, 1.5} {
 		p := &task.Privacy{Mode: task.Central, Clip: 2, NoiseMultiplier: z}
 		avg, _ := aggregation.New("fedavg", nil, aggregation.Options{})
-		a := newCentralDP(avg.NewRound(size), p)
+		a := newCentralDP(avg.NewRound(size), p, nil)
 		a.startRound(0.1, 40) // 4 expected participants
 		a.Reset(make([]float32, size))
 		want := make([]float64, size)
@@ -108,5 +108,32 @@ func TestPrivacyBudgetAfterRestart(t *testing.T) {
 	_, err = srv.rounds.requestRoundsNow("t", 1)
 	if err == nil || !strings.Contains(err.Error(), "privacy budget exhausted") {
 		t.Fatalf("a round past the budget after a restart: %v", err)
+	}
+}
+
+// TestCentralDPPerLayerClipping checks per-layer clipping: each tensor of an update is
+// clipped to Clip/√tensors, so the whole update's norm stays within Clip.
+func TestCentralDPPerLayerClipping(t *testing.T) {
+	p := &task.Privacy{Mode: task.Central, Clip: 2, PerLayer: true}
+	avg, _ := aggregation.New("fedavg", nil, aggregation.Options{})
+	a := newCentralDP(avg.NewRound(6), p, []int{2, 4})
+	a.startRound(1, 1)
+	a.Reset(make([]float32, 6))
+	u := []float32{30, 40, 0.1, 0, 0, 0} // layer 1 far over its bound, layer 2 within
+	if err := a.Add(u, 1); err != nil {
+		t.Fatal(err)
+	}
+	out, err := a.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := 2 / math.Sqrt2
+	if n := math.Hypot(float64(out[0]), float64(out[1])); math.Abs(n-b) > 1e-5 || math.Abs(float64(out[2])-0.1) > 1e-6 {
+		t.Fatalf("per-layer clipping gave %v (layer 1 norm %v, want %v)", out, n, b)
+	}
+	if _, err := task.Parse([]byte(`{"name":"r","model":"2nn","dataset":"mnist","train":{"local_steps":10,"batch":60,"lr":0.1},
+	  "agents_per_round":10,"privacy":{"mode":"record","clip":1,"per_layer":true,"noise_multiplier":1,"min_records":600,"epsilon":3,"delta":1e-5}}`)); err == nil ||
+		!strings.Contains(err.Error(), "privacy.per_layer") {
+		t.Fatalf("per_layer with record-level DP: %v", err)
 	}
 }

@@ -72,7 +72,11 @@ func (tm *taskModel) startAggregate(eligible int) {
 	if tm.agg == nil {
 		tm.agg = tm.strategy.NewRound(tm.size)
 		if p := tm.spec.Privacy; p != nil && p.Mode == task.Central {
-			tm.dp = newCentralDP(tm.agg, p)
+			sizes := make([]int, len(tm.layout))
+			for i, t := range tm.layout {
+				sizes[i] = t.NumElements()
+			}
+			tm.dp = newCentralDP(tm.agg, p, sizes)
 			tm.agg = tm.dp
 		}
 	}

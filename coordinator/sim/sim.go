@@ -67,7 +67,9 @@ type Config struct {
 	// noise DPNoise × DPClip per step), with Epochs × ⌈records/Batch⌉ local steps per
 	// round, accounted at rate Batch / (the smallest agent's records).
 	DPMode string
-	Seed   uint64
+	// DPPerLayer clips each parameter tensor of an update to DPClip/√tensors (central).
+	DPPerLayer bool
+	Seed       uint64
 	// MNISTDir holds the IDX files (default: dataset.MNISTDir()).
 	MNISTDir string
 	// Logger receives the coordinator's and agents' logs (default: discarded).
@@ -334,7 +336,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Fraction: cfg.Fraction, OverSelect: 1,
 		Deadlines: task.Deadlines{Configure: task.Duration(time.Minute), Train: task.Duration(time.Hour)}}
 	if cfg.DPClip > 0 {
-		ts.Privacy = &task.Privacy{Mode: task.Central, Clip: cfg.DPClip, NoiseMultiplier: cfg.DPNoise, Epsilon: cfg.DPEpsilon, Delta: cfg.DPDelta}
+		ts.Privacy = &task.Privacy{Mode: task.Central, Clip: cfg.DPClip, NoiseMultiplier: cfg.DPNoise, Epsilon: cfg.DPEpsilon, Delta: cfg.DPDelta,
+			PerLayer: cfg.DPPerLayer}
 		switch cfg.DPMode {
 		case "", task.Central:
 		case task.Record:

@@ -33,6 +33,11 @@ type Privacy struct {
 	// Clip is the L2 bound of one agent's update (central) or of one record's gradient
 	// (record).
 	Clip float64 `json:"clip"`
+	// PerLayer, for mode central, clips each parameter tensor of an update to
+	// Clip/√(tensors) instead of the whole update to Clip: the update's norm stays within
+	// Clip (so does the sensitivity), and a layer with large updates cannot crowd out the
+	// others.
+	PerLayer bool `json:"per_layer,omitempty"`
 	// MinRecords is, for mode record, the fewest labelled records an agent must hold.
 	MinRecords int `json:"min_records,omitempty"`
 	// NoiseMultiplier is the noise's standard deviation over Clip. Zero, with Rounds
@@ -182,6 +187,9 @@ func (p *Privacy) central(s *Spec) error {
 
 // record checks the spec for record-level DP-SGD.
 func (p *Privacy) record(s *Spec) error {
+	if p.PerLayer {
+		return bad("privacy.per_layer", "is for mode %q (DP-SGD clips each record's whole gradient)", Central)
+	}
 	if s.Train.LocalSteps < 1 {
 		return bad("train.local_steps", "record-level DP is accounted per step: set local_steps instead of epochs")
 	}
