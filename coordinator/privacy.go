@@ -15,13 +15,20 @@ import (
 // mean into the sum, adds Gaussian noise of standard deviation NoiseMultiplier·Clip, and
 // divides by the expected number of participants (the fixed-denominator estimator, whose
 // sensitivity does not depend on how many agents took part).
+//
+// With adaptive clipping the clip moves between rounds: clip is the running round's, and
+// Finish computes next from the noised count of unclipped updates; the driver adopts it
+// once the round is committed (a failed commit leaves the clip as it was).
 type centralDP struct {
-	inner  aggregation.Aggregator
-	p      *task.Privacy
-	noise  *dp.Noise
-	denom  float64   // sample rate × eligible agents of the running round
-	sizes  []int     // with PerLayer: the parameter tensors' sizes
-	bounds []float64 // and their bounds, Clip/√len(sizes) each
+	inner     aggregation.Aggregator
+	p         *task.Privacy
+	noise     *dp.Noise
+	denom     float64   // sample rate × eligible agents of the running round
+	sizes     []int     // with PerLayer: the parameter tensors' sizes
+	bounds    []float64 // and their bounds, clip/√len(sizes) each
+	clip      float64   // the running round's clip
+	next      float64   // the next round's, after Finish
+	unclipped int       // updates within the clip this round
 }
 
 // newCentralDP wraps inner for a task's privacy settings; sizes are the model's
@@ -31,27 +38,45 @@ func newCentralDP(inner aggregation.Aggregator, p *task.Privacy, sizes []int) *c
 	if p.PerLayer && len(sizes) > 0 {
 		a.sizes = sizes
 		a.bounds = make([]float64, len(sizes))
-		for i := range a.bounds {
-			a.bounds[i] = p.Clip / math.Sqrt(float64(len(sizes)))
-		}
 	}
+	a.setClip(p.Clip)
 	return a
+}
+
+// setClip sets the clip of the rounds to come.
+func (a *centralDP) setClip(c float64) {
+	a.clip, a.next = c, c
+	for i := range a.bounds {
+		a.bounds[i] = c / math.Sqrt(float64(len(a.sizes)))
+	}
 }
 
 // startRound sets the round's expected participants.
 func (a *centralDP) startRound(sampleRate float64, eligible int) {
 	a.denom = sampleRate * float64(eligible)
+	a.unclipped = 0
 }
 
 func (a *centralDP) Add(u []float32, _ uint64) error {
+	within := true
 	if a.sizes != nil {
-		if _, err := dp.ClipL2PerLayer(u, a.sizes, a.bounds); err != nil {
+		norms, err := dp.ClipL2PerLayer(u, a.sizes, a.bounds)
+		if err != nil {
 			return err
 		}
+		for i, n := range norms {
+			within = within && n <= a.bounds[i]
+		}
 	} else {
-		dp.ClipL2(u, a.p.Clip)
+		within = dp.ClipL2(u, a.clip) <= a.clip
 	}
-	return a.inner.Add(u, 1)
+	if err := a.inner.Add(u, 1); err != nil {
+		return err
+	}
+	if within {
+		a.unclipped++
+	}
+	return nil
 }
 
 func (a *centralDP) Count() int          { return a.inner.Count() }
@@ -72,7 +97,14 @@ func (a *centralDP) Finish() ([]float32, error) {
 	for i := range sum {
 		sum[i] *= float32(n)
 	}
-	a.noise.AddGaussian(sum, a.p.NoiseMultiplier*a.p.Clip)
+	a.noise.AddGaussian(sum, a.p.UpdateNoiseMultiplier()*a.clip)
+	if ac := a.p.AdaptiveClip; ac != nil {
+		// The noised share of unclipped updates moves the clip geometrically.
+		count := []float32{float32(a.unclipped)}
+		a.noise.AddGaussian(count, ac.CountNoise)
+		share := float64(count[0]) / a.denom
+		a.next = a.clip * math.Exp(-ac.LR*(share-ac.Quantile))
+	}
 	inv := float32(1 / a.denom)
 	for i := range sum {
 		sum[i] *= inv

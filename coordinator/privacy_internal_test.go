@@ -137,3 +137,59 @@ func TestCentralDPPerLayerClipping(t *testing.T) {
 		t.Fatalf("per_layer with record-level DP: %v", err)
 	}
 }
+
+// TestAdaptiveClipping checks the clip's update (Andrew et al. 2021) without noise: four
+// updates all within the clip move it by exp(−η(1 − γ)); and that a committed round
+// stores the next clip, which a restarted coordinator continues from, while a failed
+// commit leaves it.
+func TestAdaptiveClipping(t *testing.T) {
+	p := &task.Privacy{Mode: task.Central, Clip: 1, AdaptiveClip: &task.AdaptiveClip{Quantile: 0.5, LR: 0.2, CountNoise: 1e-12}}
+	avg, _ := aggregation.New("fedavg", nil, aggregation.Options{})
+	a := newCentralDP(avg.NewRound(2), p, nil)
+	a.startRound(0.5, 8)
+	a.Reset(make([]float32, 2))
+	for range 4 {
+		if err := a.Add([]float32{0.3, 0.4}, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if want := math.Exp(-0.2 * 0.5); math.Abs(a.next-want) > 1e-6 || a.clip != 1 {
+		t.Fatalf("clip %v → %v, want 1 → %v", a.clip, a.next, want)
+	}
+
+	dir := testDir(t)
+	srv := listenOn(t, dir)
+	defer func() { srv.release() }()
+	spec, err := task.Parse([]byte(`{"name":"t","dataset":"d","model":{"input":[2],"classes":2,"layers":[{"type":"dense","out":2}]},
+	  "train":{"epochs":1,"batch":1,"lr":0.1},"fraction":0.5,
+	  "privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":50,"delta":1e-5,"adaptive_clip":{"count_noise":5}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.rounds.submit(spec); err != nil {
+		t.Fatal(err)
+	}
+	r := srv.rounds
+	tm := r.tasks["t"]
+	r.do(engine.StartRound{Task: "t", Round: 1, Attempt: 1, TaskID: "t1", Eligible: 8, Base: engine.Version{Number: tm.version.Number, Hash: tm.version.Hash}})
+	if err := tm.agg.Add(make([]float32, tm.size), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.commit(engine.CommitRound{Task: "t", Round: 1, Attempt: 1, TaskID: "t1", Updates: 1, Examples: 1}).(engine.Committed); !ok {
+		t.Fatal("round 1 not committed")
+	}
+	pv := tm.version.Privacy
+	if pv == nil || pv.Clip != 1 || pv.NextClip <= 0 || pv.NextClip == 1 || tm.dp.clip != pv.NextClip {
+		t.Fatalf("version privacy %+v, clip now %v", pv, tm.dp.clip)
+	}
+	srv.release()
+	srv = listenOn(t, dir)
+	tm = srv.rounds.tasks["t"]
+	srv.rounds.do(engine.StartRound{Task: "t", Round: 2, Attempt: 1, TaskID: "t2", Eligible: 8, Base: engine.Version{Number: tm.version.Number, Hash: tm.version.Hash}})
+	if tm.dp.clip != pv.NextClip {
+		t.Fatalf("after a restart the clip is %v, want %v", tm.dp.clip, pv.NextClip)
+	}
+}

@@ -77,6 +77,9 @@ func (tm *taskModel) startAggregate(eligible int) {
 				sizes[i] = t.NumElements()
 			}
 			tm.dp = newCentralDP(tm.agg, p, sizes)
+			if v := tm.version.Privacy; v != nil && v.NextClip > 0 {
+				tm.dp.setClip(v.NextClip) // adaptive clipping continues where it was
+			}
 			tm.agg = tm.dp
 		}
 	}
@@ -389,6 +392,9 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		}
 		v.Privacy = &store.PrivacySpent{Epsilon: eps, Delta: p.Delta, Rounds: a.Round, NoiseMultiplier: p.NoiseMultiplier,
 			SampleRate: p.SampleRate(), Clip: p.Clip, Mode: p.Mode}
+		if tm.dp != nil {
+			v.Privacy.Clip, v.Privacy.NextClip = tm.dp.clip, tm.dp.next
+		}
 	}
 	v.Signature = v.Header().Sign(r.srv.ca.SigningKey)
 	rec := *tm.record
@@ -399,6 +405,9 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	tm.version = v
 	tm.record = nil
 	stateAdvanced = false
+	if tm.dp != nil {
+		tm.dp.setClip(tm.dp.next)
+	}
 	r.log.Info("round committed", "task", a.Task, "round", a.Round, "version", v.Number, "updates", a.Updates,
 		"train_loss", a.Loss, "accuracy", metrics["accuracy"])
 	return engine.Committed{TaskID: a.TaskID, Version: engine.Version{Number: v.Number, Hash: v.Hash}}

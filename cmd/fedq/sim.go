@@ -42,6 +42,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.Float64Flag{Name: "dp-epsilon", Usage: "privacy budget ε"},
 			&cli.Float64Flag{Name: "dp-delta", Value: 1e-5, Usage: "privacy budget δ"},
 			&cli.BoolFlag{Name: "dp-per-layer", Usage: "central DP: clip each parameter tensor to --dp-clip/√tensors instead of the whole update"},
+			&cli.Float64Flag{Name: "dp-adaptive-clip", Usage: "central DP: adapt the clip towards this quantile of the updates' norms (e.g. 0.5); --dp-clip is where it starts"},
 			&cli.StringFlag{Name: "dp-mode", Value: "central", Usage: "central (user-level DP-FedAvg) or record (record-level DP-SGD in each agent; --dp-clip bounds each record's gradient)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
 			&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
@@ -59,7 +60,7 @@ func runSim(c *cli.Context) error {
 		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir"),
 		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale"),
 		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode"),
-		DPPerLayer: c.Bool("dp-per-layer")}
+		DPPerLayer: c.Bool("dp-per-layer"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip")}
 	if cfg.Strategy == "help" {
 		fmt.Fprintln(c.App.Writer, "strategies (NAME:defaults — what it is):")
 		for _, l := range aggregation.Describe() {

@@ -69,7 +69,11 @@ type Config struct {
 	DPMode string
 	// DPPerLayer clips each parameter tensor of an update to DPClip/√tensors (central).
 	DPPerLayer bool
-	Seed       uint64
+	// DPAdaptiveQuantile, when positive, adapts the clip towards this quantile of the
+	// updates' norms (central; the count's noise is a twentieth of the expected
+	// participants, as in Andrew et al. 2021).
+	DPAdaptiveQuantile float64
+	Seed               uint64
 	// MNISTDir holds the IDX files (default: dataset.MNISTDir()).
 	MNISTDir string
 	// Logger receives the coordinator's and agents' logs (default: discarded).
@@ -338,6 +342,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.DPClip > 0 {
 		ts.Privacy = &task.Privacy{Mode: task.Central, Clip: cfg.DPClip, NoiseMultiplier: cfg.DPNoise, Epsilon: cfg.DPEpsilon, Delta: cfg.DPDelta,
 			PerLayer: cfg.DPPerLayer}
+		if cfg.DPAdaptiveQuantile > 0 {
+			ts.Privacy.AdaptiveClip = &task.AdaptiveClip{Quantile: cfg.DPAdaptiveQuantile,
+				CountNoise: max(1, cfg.Fraction*float64(cfg.Agents)/20)}
+		}
 		switch cfg.DPMode {
 		case "", task.Central:
 		case task.Record:

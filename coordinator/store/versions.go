@@ -51,6 +51,8 @@ type PrivacySpent struct {
 	NoiseMultiplier float64 `json:"noise_multiplier"`
 	SampleRate      float64 `json:"sample_rate"`
 	Clip            float64 `json:"clip"`
+	// NextClip is the clip of the next round, with adaptive clipping.
+	NextClip float64 `json:"next_clip,omitempty"`
 }
 
 // Header is the signed part of the version.

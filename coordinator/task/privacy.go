@@ -38,6 +38,9 @@ type Privacy struct {
 	// Clip (so does the sensitivity), and a layer with large updates cannot crowd out the
 	// others.
 	PerLayer bool `json:"per_layer,omitempty"`
+	// AdaptiveClip, for mode central, adapts Clip round by round (Andrew et al. 2021)
+	// towards a quantile of the updates' norms; Clip is then its starting value.
+	AdaptiveClip *AdaptiveClip `json:"adaptive_clip,omitempty"`
 	// MinRecords is, for mode record, the fewest labelled records an agent must hold.
 	MinRecords int `json:"min_records,omitempty"`
 	// NoiseMultiplier is the noise's standard deviation over Clip. Zero, with Rounds
@@ -52,6 +55,34 @@ type Privacy struct {
 	perRound  int       // mechanism steps per round
 	orders    []float64 // the accountant's orders
 	step      []float64 // the RDP of one round at each order
+}
+
+// AdaptiveClip is adaptive clipping (Andrew et al. 2021, "Differentially private learning
+// with adaptive clipping"): each round the coordinator counts the sampled updates whose
+// norm is within the clip, adds Gaussian noise of standard deviation CountNoise to the
+// count, and moves the clip geometrically towards the Quantile of the norms:
+// C ← C·exp(−LR·(b̄ − Quantile)), b̄ the noised share. The count is a second Gaussian
+// query on the same sample; the update's noise multiplier z_Δ is chosen so that the two
+// compose to the task's noise multiplier z: z_Δ = (z⁻² − (2·CountNoise)⁻²)^(−1/2), and the
+// accountant needs nothing more.
+type AdaptiveClip struct {
+	// Quantile is the share of updates the clip aims to leave unclipped (default 0.5).
+	Quantile float64 `json:"quantile,omitempty"`
+	// LR is the geometric step η of the clip (default 0.2).
+	LR float64 `json:"lr,omitempty"`
+	// CountNoise is the noise on the count (default: a twentieth of the expected
+	// participants, as in the paper).
+	CountNoise float64 `json:"count_noise,omitempty"`
+}
+
+// UpdateNoiseMultiplier is the noise multiplier of the update sum: NoiseMultiplier, or
+// with adaptive clipping what is left of it after the count's share.
+func (p *Privacy) UpdateNoiseMultiplier() float64 {
+	if p.AdaptiveClip == nil {
+		return p.NoiseMultiplier
+	}
+	z, b := p.NoiseMultiplier, 2*p.AdaptiveClip.CountNoise
+	return 1 / math.Sqrt(1/(z*z)-1/(b*b))
 }
 
 // The privacy modes.
@@ -99,6 +130,9 @@ func (p *Privacy) normalize(s *Spec) error {
 			return bad("privacy", "%v", err)
 		}
 		p.NoiseMultiplier = z
+	}
+	if err := p.adaptive(s); err != nil {
+		return err
 	}
 	p.orders = dp.DefaultOrders()
 	step, err := dp.RDP(p.rate, p.NoiseMultiplier, p.perRound, p.orders)
@@ -182,6 +216,39 @@ func (p *Privacy) central(s *Spec) error {
 		return bad("privacy.min_records", "is for mode %q", Record)
 	}
 	p.rate, p.perRound = s.Fraction, 1
+	return nil
+}
+
+// adaptive checks adaptive clipping once the noise multiplier is known; expected is the
+// expected number of participants when the task does not say (0 if unknown).
+func (p *Privacy) adaptive(s *Spec) error {
+	a := p.AdaptiveClip
+	if a == nil {
+		return nil
+	}
+	if p.Mode != Central {
+		return bad("privacy.adaptive_clip", "is for mode %q", Central)
+	}
+	if a.Quantile == 0 {
+		a.Quantile = 0.5
+	}
+	if a.LR == 0 {
+		a.LR = 0.2
+	}
+	switch {
+	case !(a.Quantile > 0 && a.Quantile < 1):
+		return bad("privacy.adaptive_clip.quantile", "must be in (0, 1), got %v", a.Quantile)
+	case !(a.LR > 0) || math.IsInf(a.LR, 0):
+		return bad("privacy.adaptive_clip.lr", "must be positive, got %v", a.LR)
+	case a.CountNoise < 0 || math.IsNaN(a.CountNoise) || math.IsInf(a.CountNoise, 0):
+		return bad("privacy.adaptive_clip.count_noise", "must be ≥ 0, got %v", a.CountNoise)
+	case a.CountNoise == 0:
+		return bad("privacy.adaptive_clip.count_noise", "required: the noise on the count of unclipped updates (the paper uses a twentieth of the expected participants)")
+	}
+	if 2*a.CountNoise <= p.NoiseMultiplier {
+		return bad("privacy.adaptive_clip.count_noise", "%v is too small for noise multiplier %v: it must exceed half of it, or the count would use the whole budget",
+			a.CountNoise, p.NoiseMultiplier)
+	}
 	return nil
 }
 

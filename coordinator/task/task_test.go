@@ -3,6 +3,7 @@ package task
 import (
 	"encoding/json"
 	"github.com/fedq/fedq/privacy/dp"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,6 +131,9 @@ func TestPrivacySpec(t *testing.T) {
 		{`"fraction":0.9,"privacy":{"mode":"central","clip":1,"noise_multiplier":0.1,"epsilon":0.01,"delta":1e-5}`, "not one round fits"},
 		{`"agents_per_round":10,"privacy":{"mode":"record","clip":1,"noise_multiplier":1,"min_records":600,"epsilon":3,"delta":1e-5}`, "train.local_steps"},
 		{`"fraction":0.1,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"min_records":600,"epsilon":3,"delta":1e-5}`, "privacy.min_records: is for mode"},
+		{`"fraction":0.1,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":3,"delta":1e-5,"adaptive_clip":{}}`, "count_noise: required"},
+		{`"fraction":0.1,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":3,"delta":1e-5,"adaptive_clip":{"count_noise":0.4}}`, "too small for noise multiplier 1"},
+		{`"fraction":0.1,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":3,"delta":1e-5,"adaptive_clip":{"count_noise":5,"quantile":1}}`, "quantile: must be in (0, 1)"},
 	} {
 		_, err := Parse([]byte(`{` + base + `,` + tc.extra + `}`))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -160,5 +164,19 @@ func TestRecordLevelPrivacySpec(t *testing.T) {
 	  "agents_per_round":10,"privacy":{"mode":"record","clip":1,"noise_multiplier":1,"epsilon":3,"delta":1e-5}}`)); err == nil ||
 		!strings.Contains(err.Error(), "privacy.min_records") {
 		t.Fatalf("record mode without min_records: %v", err)
+	}
+}
+
+// TestAdaptiveClipNoiseSplit checks the noise left for the update when the count of
+// unclipped updates takes its share: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2) (Andrew et al. 2021).
+func TestAdaptiveClipNoiseSplit(t *testing.T) {
+	s, err := Parse([]byte(`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"fraction":0.1,
+	  "privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":8,"delta":1e-5,"adaptive_clip":{"count_noise":5}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Privacy
+	if got, want := p.UpdateNoiseMultiplier(), 1/math.Sqrt(1-1.0/100); math.Abs(got-want) > 1e-12 || p.AdaptiveClip.Quantile != 0.5 || p.AdaptiveClip.LR != 0.2 {
+		t.Fatalf("update noise multiplier %v (want %v), %+v", got, want, p.AdaptiveClip)
 	}
 }
