@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fedq/fedq/compute/dataset"
+	"github.com/fedq/fedq/coordinator"
 )
 
 // BenchmarkRoundOverhead times rounds of N in-process agents with trivial training (one
@@ -26,23 +27,7 @@ func BenchmarkRoundOverhead(b *testing.B) {
 			spec := fmt.Sprintf(`{"name": "bench", "dataset": "blobs", "seed": 1,
 			  "model": {"input": [31], "classes": 32, "layers": [{"type": "dense", "out": 32}]},
 			  "train": {"local_steps": 1, "batch": 1, "lr": 0.01}, "agents_per_round": %d, "quorum": %d, "over_select": 1}`, n, n)
-			if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			if _, err := adm.StartRounds(ctx, "bench", b.N); err != nil {
-				b.Fatal(err)
-			}
-			for {
-				ts, err := adm.Tasks(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if ts[0].Status == "done" {
-					break
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
+			runBenchRounds(ctx, b, adm, spec, 2*time.Millisecond)
 		})
 	}
 }
@@ -61,6 +46,13 @@ func BenchmarkRound10M(b *testing.B) {
 	spec := fmt.Sprintf(`{"name": "bench", "dataset": "blobs", "seed": 1,
 	  "model": {"input": [%d], "classes": %d, "layers": [{"type": "dense", "out": %d}]},
 	  "train": {"local_steps": 1, "batch": 1, "lr": 0.01}, "agents_per_round": 10, "quorum": 10, "over_select": 1}`, in, out, out)
+	runBenchRounds(ctx, b, adm, spec, 10*time.Millisecond)
+}
+
+// runBenchRounds submits the task "bench" from spec, then times b.N rounds of it,
+// polling its status every poll until they are done.
+func runBenchRounds(ctx context.Context, b *testing.B, adm *coordinator.AdminClient, spec string, poll time.Duration) {
+	b.Helper()
 	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
 		b.Fatal(err)
 	}
@@ -74,8 +66,8 @@ func BenchmarkRound10M(b *testing.B) {
 			b.Fatal(err)
 		}
 		if ts[0].Status == "done" {
-			break
+			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(poll)
 	}
 }

@@ -18,24 +18,31 @@ func FuzzDecodeInfer(f *testing.F) {
 	input := []int{1, 2, 2}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		d, err := decodeInfer(body, input, 4)
-		if err != nil {
-			if _, ok := err.(*requestError); !ok {
-				t.Fatalf("error %T is not a request error: %v", err, err)
-			}
-			return
-		}
-		if d.n < 1 || len(d.x) != d.n*4 {
-			t.Fatalf("accepted %d values for %d samples", len(d.x), d.n)
-		}
-		for _, v := range d.x {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				t.Fatalf("accepted a non-finite value %v", v)
-			}
-		}
-		if !d.logits && !d.label {
-			t.Fatal("no output selected")
-		}
+		checkDecoded(t, d, err)
 	})
+}
+
+// checkDecoded fails t unless err is a request error, or d is exactly n ≥ 1 finite
+// samples of 4 values with an output selected.
+func checkDecoded(t *testing.T, d *decoded, err error) {
+	t.Helper()
+	if err != nil {
+		if _, ok := err.(*requestError); !ok {
+			t.Fatalf("error %T is not a request error: %v", err, err)
+		}
+		return
+	}
+	if d.n < 1 || len(d.x) != d.n*4 {
+		t.Fatalf("accepted %d values for %d samples", len(d.x), d.n)
+	}
+	for _, v := range d.x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			t.Fatalf("accepted a non-finite value %v", v)
+		}
+	}
+	if !d.logits && !d.label {
+		t.Fatal("no output selected")
+	}
 }
 
 // FuzzDecodeInferBinary feeds arbitrary bodies and header lengths to the decoder of the
@@ -47,19 +54,6 @@ func FuzzDecodeInferBinary(f *testing.F) {
 	f.Add(head, len(head)+3)
 	f.Fuzz(func(t *testing.T, body []byte, headerLen int) {
 		d, err := decodeInferBinary(body, headerLen, []int{1, 2, 2}, 4)
-		if err != nil {
-			if _, ok := err.(*requestError); !ok {
-				t.Fatalf("error %T is not a request error: %v", err, err)
-			}
-			return
-		}
-		if d.n < 1 || len(d.x) != d.n*4 {
-			t.Fatalf("accepted %d values for %d samples", len(d.x), d.n)
-		}
-		for _, v := range d.x {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				t.Fatalf("accepted a non-finite value %v", v)
-			}
-		}
+		checkDecoded(t, d, err)
 	})
 }
