@@ -1,0 +1,165 @@
+package secagg
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchRound brings a round of n members with dim values to the unmask phase, with
+// the given share of members dropped after sharing keys; it returns the server, the
+// survivors' reveals and the clients.
+func benchRound(b *testing.B, n, dim int, dropout float64) (*Server, []string, map[string]map[string][]byte) {
+	b.Helper()
+	ch, err := ChooseGraph(n, DefaultDropout, DefaultFailureProbability)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := newRound(config(n, ch.Neighbours, ch.Threshold, dim+1), 1)
+	srv, err := NewServer(r.cfg, r.ids)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs := make(map[string]*Client, n)
+	for i, m := range r.cfg.Members {
+		c, err := NewClient(r.cfg, m, signer(r.ids.keys[m]), r.ids, newDetRand(uint64(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs[m] = c
+		k, _ := c.Advertise(r.ids.cred(m))
+		if err := srv.AddKeys(k); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ro, err := srv.CloseAdvertise()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range r.cfg.Members {
+		cts, err := cs[m].ShareKeys(ro[m])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := srv.AddShares(m, cts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fw, err := srv.CloseShares()
+	if err != nil {
+		b.Fatal(err)
+	}
+	drop := int(float64(n) * dropout)
+	for i, m := range r.cfg.Members {
+		if err := cs[m].ReceiveShares(fw[m]); err != nil {
+			b.Fatal(err)
+		}
+		if i%(n/max(drop, 1)) == 0 && drop > 0 {
+			drop--
+			continue // drops before sending its masked input
+		}
+		y, err := cs[m].MaskedInput(r.updates[m], r.weights[m], quantRNG(m))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := srv.AddMasked(m, y); err != nil {
+			b.Fatal(err)
+		}
+	}
+	surv, err := srv.CloseMasked()
+	if err != nil {
+		b.Fatal(err)
+	}
+	reveals := make(map[string]map[string][]byte, len(surv))
+	for _, m := range surv {
+		if reveals[m], err = cs[m].Unmask(surv); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return srv, surv, reveals
+}
+
+// BenchmarkUnmask is the coordinator's unmasking: taking every survivor's reveals,
+// reconstructing the secrets and removing the masks (issue 6's goal: n=500, 100k
+// parameters, 10% dropout, ≤ 1 s).
+func BenchmarkUnmask(b *testing.B) {
+	for _, tc := range []struct {
+		n, dim  int
+		dropout float64
+	}{{500, 100_000, 0.1}, {100, 1_000_000, 0.1}} {
+		b.Run(fmt.Sprintf("n=%d/dim=%d/dropout=%g", tc.n, tc.dim, tc.dropout), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				srv, surv, reveals := benchRound(b, tc.n, tc.dim, tc.dropout)
+				b.StartTimer()
+				for _, m := range surv {
+					if err := srv.AddReveals(m, reveals[m]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, _, err := srv.Finish(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkClient is one agent's work in a round: keys, shares, opening its
+// neighbours' shares, masking and unmasking — all but training and the network.
+func BenchmarkClient(b *testing.B) {
+	for _, tc := range []struct{ n, dim int }{{10, 100_000}, {100, 1_000_000}, {500, 100_000}} {
+		b.Run(fmt.Sprintf("n=%d/dim=%d", tc.n, tc.dim), func(b *testing.B) {
+			ch, _ := ChooseGraph(tc.n, DefaultDropout, DefaultFailureProbability)
+			r := newRound(config(tc.n, ch.Neighbours, ch.Threshold, tc.dim+1), 1)
+			me := r.cfg.Members[0]
+			for b.Loop() {
+				b.StopTimer()
+				// Everyone else's part, untimed, to give this member its inputs.
+				srv, _ := NewServer(r.cfg, r.ids)
+				cs := map[string]*Client{}
+				for i, m := range r.cfg.Members {
+					cs[m], _ = NewClient(r.cfg, m, signer(r.ids.keys[m]), r.ids, newDetRand(uint64(i)))
+					if m == me {
+						b.StartTimer()
+					}
+					k, _ := cs[m].Advertise(r.ids.cred(m))
+					b.StopTimer()
+					if err := srv.AddKeys(k); err != nil {
+						b.Fatal(err)
+					}
+				}
+				ro, err := srv.CloseAdvertise()
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, m := range r.cfg.Members {
+					if m == me {
+						b.StartTimer()
+					}
+					cts, err := cs[m].ShareKeys(ro[m])
+					b.StopTimer()
+					if err != nil {
+						b.Fatal(err)
+					}
+					_ = srv.AddShares(m, cts)
+				}
+				fw, err := srv.CloseShares()
+				if err != nil {
+					b.Fatal(err)
+				}
+				rng := rand.New(rand.NewPCG(1, 2))
+				b.StartTimer()
+				if err := cs[me].ReceiveShares(fw[me]); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := cs[me].MaskedInput(r.updates[me], r.weights[me], rng); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := cs[me].Unmask(r.cfg.Members); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
