@@ -87,6 +87,35 @@ type Config struct {
 	// parameter order) just before it is sent. fedq sim uses it to play Byzantine
 	// agents; a site could use it for local privacy mechanisms.
 	BeforeUpload func(round uint64, update []float32)
+	// DropOut, when set, is asked at each step of a task (the Drop… phases); true makes
+	// the agent silently stop taking part in that task, as if it had dropped out. fedq
+	// sim --dropout uses it to exercise the rounds' dropout handling.
+	DropOut func(taskID, phase string) bool
+}
+
+// Phases at which Config.DropOut is asked.
+const (
+	DropAdvertise = "advertise_keys" // before advertising secure-aggregation keys
+	DropShare     = "share_keys"     // before sending shares
+	DropUpload    = "upload"         // after training, before the upload
+	DropUnmask    = "unmask"         // before revealing shares
+)
+
+// errDroppedOut ends a task the agent plays dropping out of.
+var errDroppedOut = errors.New("dropped out (simulated)")
+
+// dropsOut reports whether the agent plays dropping out of a task at phase.
+func (d *Daemon) dropsOut(taskID, phase string) bool {
+	if d.cfg.DropOut == nil || !d.cfg.DropOut(taskID, phase) {
+		return false
+	}
+	d.log.Info("dropping out (simulated)", "task", taskID, "phase", phase)
+	return true
+}
+
+// quit tells the coordinator the agent abandons a task, as a dropped connection would.
+func quit(send func(protocol.Message) error, o *protocol.TaskOffer, reason string) error {
+	return send(&protocol.TaskDecline{TaskID: o.TaskID, Round: o.Round, Code: protocol.CodeCancelled, Reason: reason})
 }
 
 // Daemon keeps an agent connected to its coordinator.
@@ -102,6 +131,7 @@ type Daemon struct {
 	cache  modelCache
 	tasks  tasks
 	models models
+	secure secureTasks
 }
 
 // New returns a daemon for an enrolled identity.
@@ -330,6 +360,11 @@ func (d *Daemon) serve(ctx context.Context, conn *quic.Conn, st *quic.Stream, w 
 			}
 		case *protocol.TaskCancel:
 			d.tasks.cancel(m.TaskID)
+			d.secure.remove(m.TaskID)
+		case *protocol.SecAggRoster, *protocol.SecAggShares, *protocol.SecAggUnmaskRequest:
+			if err := d.secureMessage(m, send); err != nil {
+				return 0, sessionErr(conn, err)
+			}
 		default:
 			d.log.Debug("ignored message", "type", m.Type())
 		}

@@ -107,9 +107,6 @@ func (d *Daemon) checkOffer(o *protocol.TaskOffer) (compute.Spec, *dataset.Datas
 	default:
 		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "optimizer %q is not supported", o.Config.Optimizer)
 	}
-	if o.SecAgg != nil {
-		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "secure aggregation is not supported by this agent build")
-	}
 	if p := o.DP; p != nil {
 		if p.Mechanism != protocol.MechanismDPSGD {
 			return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "differential privacy mechanism %q is not supported by this agent build (have: %s)", p.Mechanism, protocol.MechanismDPSGD)
@@ -215,7 +212,21 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	log.Debug("trained", "samples", res.Samples, "seconds", time.Since(start).Seconds())
 	hdr := &protocol.UpdateHeader{TaskID: o.TaskID, Round: o.Round, BaseVersion: o.BaseVersion, BaseHash: o.BaseHash,
 		Examples: uint64(res.Samples), Metrics: metrics}
-	if err := d.upload(ctx, hdr, protocol.ParamRefs(layout, delta)); err != nil {
+	tensors := protocol.ParamRefs(layout, delta)
+	if d.dropsOut(o.TaskID, DropUpload) {
+		return errDroppedOut
+	}
+	if o.SecAgg != nil {
+		// Masked: the weight and the loss travel inside the masked vector, and nothing
+		// of this agent's alone in the clear.
+		y, err := d.maskUpdate(ctx, o.TaskID, delta, res.Loss, res.Samples)
+		if err != nil {
+			return fmt.Errorf("secure aggregation: %w", err)
+		}
+		hdr.Examples, hdr.Metrics, hdr.Masked = 0, nil, true
+		tensors = []protocol.TensorRef{{Info: protocol.TensorInfo{Name: protocol.MaskedTensor, DType: protocol.DTypeU32, Shape: []int{len(y)}}, U32: y}}
+	}
+	if err := d.upload(ctx, hdr, tensors); err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
 	log.Info("task done", "samples", res.Samples, "loss", res.Loss, "seconds", time.Since(start).Seconds())
@@ -360,16 +371,44 @@ func (d *Daemon) offer(ctx context.Context, o *protocol.TaskOffer, send func(pro
 		cancel()
 		return nil // a duplicate offer
 	}
+	var adv *protocol.SecAggAdvertise
+	if o.SecAgg != nil {
+		m, err := d.models.get(spec, d.cfg.Threads)
+		if err == nil {
+			adv, err = d.startSecure(o, m.NumParams())
+		}
+		if err != nil {
+			d.tasks.done(o.TaskID)
+			cancel()
+			return send(&protocol.TaskDecline{TaskID: o.TaskID, Round: o.Round, Code: protocol.CodeInvalid, Reason: "secure aggregation: " + err.Error()})
+		}
+	}
 	if err := send(&protocol.TaskAccept{TaskID: o.TaskID, Round: o.Round}); err != nil {
 		d.tasks.done(o.TaskID)
+		d.secure.remove(o.TaskID)
 		cancel()
 		return err
+	}
+	if adv != nil {
+		if d.dropsOut(o.TaskID, DropAdvertise) {
+			d.tasks.cancel(o.TaskID)
+			d.secure.remove(o.TaskID)
+			return quit(send, o, errDroppedOut.Error())
+		}
+		if err := send(adv); err != nil {
+			return err
+		}
 	}
 	go func() {
 		defer cancel()
 		defer d.tasks.done(o.TaskID)
-		if err := d.runTask(tctx, o, spec, data); err != nil && tctx.Err() == nil {
-			d.log.Warn("task failed", "task", o.TaskID, "err", err)
+		if err := d.runTask(tctx, o, spec, data); err != nil {
+			d.secure.remove(o.TaskID) // a secure task that delivered stays for the unmask phase
+			if errors.Is(err, errDroppedOut) {
+				_ = quit(send, o, err.Error())
+			} else if tctx.Err() == nil {
+				d.log.Warn("task failed", "task", o.TaskID, "err", err)
+			}
 		}
 	}()
 	return nil

@@ -38,6 +38,8 @@ type rounds struct {
 	tasks  map[string]*taskModel
 	byTask map[string]*taskModel // current round's task ID → model
 	online map[string]string     // agent → its latest session ID
+	caps   map[string]protocol.Capabilities
+	certs  map[string][]byte // agent → its certificate (DER), for secure aggregation
 }
 
 // taskModel is a task in memory: its model's shape, its latest version (the base of
@@ -64,6 +66,10 @@ type taskModel struct {
 	record   *store.RoundRecord   // the running attempt
 	results  []aggregation.Result // the running round's metrics from agents
 	staging  chan []float32       // model-sized buffers for uploads being received
+	// Secure aggregation: the running round's protocol state, and the staging buffers
+	// of masked uploads.
+	sa          *secureRound
+	maskStaging chan []uint32
 }
 
 // startAggregate resets the aggregator for a new round, into the task's accumulator;
@@ -111,7 +117,8 @@ func (r *rounds) restoreStrategy(tm *taskModel, v store.Version) error {
 
 func newRounds(s *Server) *rounds {
 	return &rounds{srv: s, log: s.log, eng: engine.New(newSessionID()[:8]), in: make(chan func(), 1024),
-		tasks: map[string]*taskModel{}, byTask: map[string]*taskModel{}, online: map[string]string{}}
+		tasks: map[string]*taskModel{}, byTask: map[string]*taskModel{}, online: map[string]string{},
+		caps: map[string]protocol.Capabilities{}, certs: map[string][]byte{}}
 }
 
 // post queues work for the loop without waiting.
@@ -224,8 +231,10 @@ func (r *rounds) model(spec *task.Spec) (*taskModel, error) {
 	}
 	staging := max(1, r.srv.cfg.StagingBuffers)
 	tm.staging = make(chan []float32, staging)
+	tm.maskStaging = make(chan []uint32, staging)
 	for range staging {
 		tm.staging <- nil // allocated on first use
+		tm.maskStaging <- nil
 	}
 	return tm, nil
 }
@@ -270,6 +279,12 @@ func (r *rounds) do(a engine.Action) engine.Event {
 		tm.startAggregate(a.Eligible)
 		r.byTask[a.TaskID] = tm
 		r.log.Info("round started", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "selected", len(a.Selected), "base", a.Base.Number)
+		tm.sa = nil
+		if tm.spec.SecureAggregation {
+			if err := r.startSecure(tm, a); err != nil {
+				return engine.SecAggFailed{TaskID: a.TaskID, Reason: err.Error()}
+			}
+		}
 	case engine.SendOffer:
 		tm := r.tasks[a.Task]
 		t := tm.spec.Train
@@ -283,7 +298,14 @@ func (r *rounds) do(a engine.Action) engine.Event {
 			offer.DP = &protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: p.Clip, NoiseMultiplier: p.NoiseMultiplier,
 				MinRecords: uint32(p.MinRecords)}
 		}
+		if tm.sa != nil && tm.sa.cfg.Round == a.TaskID {
+			offer.SecAgg = tm.sa.params
+		} else if tm.spec.SecureAggregation {
+			break // the round could not start its secure aggregation and is failing
+		}
 		r.srv.sendTo(a.Agent, offer)
+	case engine.CloseSecAgg:
+		return r.closeSecure(a)
 	case engine.CancelOffer:
 		r.srv.sendTo(a.Agent, &protocol.TaskCancel{TaskID: a.TaskID, Reason: a.Reason, Code: protocol.CodeCancelled})
 	case engine.CommitRound:
@@ -299,6 +321,7 @@ func (r *rounds) do(a engine.Action) engine.Event {
 		}
 		tm.record = nil
 		tm.open = false
+		tm.sa = nil
 		delete(r.byTask, a.TaskID)
 		r.log.Warn("round failed", "task", a.Task, "round", a.Round, "attempt", a.Attempt, "reason", a.Reason)
 	case engine.TaskFinished:
@@ -323,6 +346,14 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return engine.CommitFailed{TaskID: a.TaskID, Err: err}
 	}
 	tm.open = false
+	if tm.sa != nil {
+		examples, loss, err := r.finishSecure(tm)
+		if err != nil {
+			r.log.Warn("secure aggregation failed", "task", a.TaskID, "err", err)
+			return engine.SecAggFailed{TaskID: a.TaskID, Reason: err.Error()}
+		}
+		a.Examples, a.Loss = examples, loss
+	}
 	// next = base + step(Δ), in the accumulator, with the base read from its blob.
 	// Whatever happens the accumulator is reset by the next round (a failed commit is
 	// retried as a new attempt from the same base), and the strategy's state goes back
@@ -454,13 +485,14 @@ func (r *rounds) layoutOf(name string) ([]protocol.TensorInfo, error) {
 
 // agentUp and agentDown tell the engine about sessions, in session order: a session's
 // end counts only if no newer session of the agent has begun.
-func (r *rounds) agentUp(id, session string, caps protocol.Capabilities) {
+func (r *rounds) agentUp(id, session string, caps protocol.Capabilities, cert []byte) {
 	names := make([]string, len(caps.Datasets))
 	for i, d := range caps.Datasets {
 		names[i] = d.Name
 	}
 	r.post(func() {
 		r.online[id] = session
+		r.caps[id], r.certs[id] = caps, cert
 		r.step(engine.AgentUp{ID: id, Datasets: names})
 	})
 }
@@ -471,6 +503,8 @@ func (r *rounds) agentDown(id, session string) {
 			return
 		}
 		delete(r.online, id)
+		delete(r.caps, id)
+		delete(r.certs, id)
 		r.step(engine.AgentDown{ID: id})
 	})
 }
@@ -482,6 +516,8 @@ func (r *rounds) control(agent string, m protocol.Message) {
 		r.post(func() { r.step(engine.Accepted{Agent: agent, TaskID: m.TaskID}) })
 	case *protocol.TaskDecline:
 		r.post(func() { r.step(engine.Declined{Agent: agent, TaskID: m.TaskID, Reason: m.Reason}) })
+	case *protocol.SecAggAdvertise, *protocol.SecAggShares, *protocol.SecAggUnmaskResponse:
+		r.post(func() { r.secureMessage(agent, m) })
 	}
 }
 
@@ -506,6 +542,15 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 	failed := func(err error) error {
 		r.post(func() { r.step(engine.UpdateFailed{Agent: agent, TaskID: hdr.TaskID, Err: err}) })
 		return err
+	}
+	if tm.spec.SecureAggregation != hdr.Masked {
+		if hdr.Masked {
+			return failed(protocol.NewError(protocol.CodeInvalid, "a masked update for %s, which does not use secure aggregation", hdr.TaskID))
+		}
+		return failed(protocol.NewError(protocol.CodeInvalid, "a plain update for %s, which uses secure aggregation: mask it", hdr.TaskID))
+	}
+	if hdr.Masked {
+		return r.receiveMasked(ctx, agent, st, hdr, tm, failed)
 	}
 	if hdr.Examples == 0 {
 		return failed(protocol.NewError(protocol.CodeInvalid, "an update trained on no examples"))
@@ -539,6 +584,9 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 		if r.byTask[hdr.TaskID] != tm || !tm.open {
 			foldErr = protocol.NewError(protocol.CodeDeadlineExceeded, "round %d closed while the update arrived", hdr.Round)
 			return
+		}
+		if hook := r.srv.cfg.ObserveUpdate; hook != nil {
+			hook(agent, hdr, buf, nil)
 		}
 		if foldErr = tm.agg.Add(buf, hdr.Examples); foldErr != nil {
 			return

@@ -46,6 +46,11 @@ type Config struct {
 	Now func() time.Time
 	// Evaluate, when set, scores every new version before it is committed.
 	Evaluate Evaluator
+	// ObserveUpdate, if set, sees every update as the coordinator receives it, whole and
+	// checked, before it is aggregated: plain is a plain update's values, masked a
+	// securely aggregated update's masked vector (tests use it to show what the
+	// coordinator holds). The slices are only valid during the call.
+	ObserveUpdate func(agent string, hdr *protocol.UpdateHeader, plain []float32, masked []uint32)
 	// StagingBuffers is how many uploads of a task are received at once (default 1):
 	// each holds one model-sized buffer until it is checked and folded in.
 	StagingBuffers int
@@ -489,7 +494,7 @@ func (s *Server) serveAgent(ctx context.Context, conn *quic.Conn, peer transport
 	defer s.removeSession(ss)
 	// The round engine learns of the agent before the agent learns it is connected: a
 	// round started after Welcome arrived must be able to select it.
-	s.rounds.agentUp(peer.ID, ss.id, hello.Capabilities)
+	s.rounds.agentUp(peer.ID, ss.id, hello.Capabilities, peer.Cert.Raw)
 	defer s.rounds.agentDown(peer.ID, ss.id)
 	err = ss.send(&protocol.Welcome{ProtocolVersion: version, AgentID: peer.ID, SessionID: ss.id,
 		HeartbeatIntervalMs: uint32(s.cfg.Heartbeat / time.Millisecond), ServerTimeMs: now.UnixMilli()})

@@ -375,6 +375,16 @@ type SecAggParams struct {
 	ClipRange float64 `cbor:"5,keyasint,omitempty"`
 	// Participants is the number of agents selected for the round.
 	Participants uint32 `cbor:"6,keyasint,omitempty"`
+	// Members are the agents selected for the round, sorted; the masks, shares and
+	// signatures of the round are bound to this list.
+	Members []string `cbor:"7,keyasint,omitempty"`
+	// GraphSeed (32 bytes) picks the round's neighbour graph.
+	GraphSeed []byte `cbor:"8,keyasint,omitempty"`
+	// MaxWeight is the update weight (examples) that scales to 1; larger weights are
+	// capped at it.
+	MaxWeight float64 `cbor:"9,keyasint,omitempty"`
+	// Levels is the largest quantized value.
+	Levels uint32 `cbor:"10,keyasint,omitempty"`
 	// Extra is opaque, for parameters defined later by the privacy package.
 	Extra []byte `cbor:"15,keyasint,omitempty"`
 }
@@ -441,8 +451,13 @@ func (m *TaskOffer) Validate() error {
 			checkPosFinite("TaskOffer.SecAgg.QuantRange", s.QuantRange),
 			checkPosFinite("TaskOffer.SecAgg.ClipRange", s.ClipRange),
 			checkLen("TaskOffer.SecAgg.Extra", s.Extra, MaxModelSpecLen),
+			checkStrings("TaskOffer.SecAgg.Members", s.Members, MaxSecAggPeers, MaxIDLen),
+			checkNonNegFinite("TaskOffer.SecAgg.MaxWeight", s.MaxWeight),
 		); err != nil {
 			return err
+		}
+		if len(s.GraphSeed) != 0 && len(s.GraphSeed) != 32 {
+			return fmt.Errorf("TaskOffer.SecAgg.GraphSeed has %d bytes; it must have 32", len(s.GraphSeed))
 		}
 	}
 	if d := m.DP; d != nil {
@@ -699,6 +714,8 @@ type SecAggAdvertise struct {
 	MaskPub PublicKey `cbor:"4,keyasint,omitempty"`
 	// Signature signs the keys with the agent's certificate key.
 	Signature []byte `cbor:"5,keyasint,omitempty"`
+	// SelfCommit is a hash committing the agent to its self-mask seed.
+	SelfCommit Hash `cbor:"6,keyasint,omitempty"`
 	// Payload is opaque, defined by the privacy package.
 	Payload []byte `cbor:"15,keyasint,omitempty"`
 }
@@ -726,6 +743,8 @@ type SecAggPeer struct {
 	Signature []byte `cbor:"4,keyasint,omitempty"`
 	// Certificate is the neighbour's certificate (DER), to check Signature.
 	Certificate []byte `cbor:"5,keyasint,omitempty"`
+	// SelfCommit is the neighbour's SelfCommit.
+	SelfCommit Hash `cbor:"6,keyasint,omitempty"`
 }
 
 // SecAggRoster gives an agent its neighbours' advertised keys.

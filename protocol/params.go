@@ -63,3 +63,24 @@ func ReadParams(tr *TensorReader, layout []TensorInfo, dst []float32) error {
 	}
 	return nil
 }
+
+// MaskedTensor names the one U32 tensor of a masked (securely aggregated) update.
+const MaskedTensor = "secagg.masked"
+
+// ReadMasked reads a masked update — exactly one U32 tensor named MaskedTensor of n
+// values — into dst (length n). The caller then calls tr.Finish.
+func ReadMasked(tr *TensorReader, dst []uint32) error {
+	got := tr.Header().Tensors
+	if len(got) != 1 || got[0].Name != MaskedTensor || got[0].DType != DTypeU32 || !slices.Equal(got[0].Shape, []int{len(dst)}) {
+		return NewError(CodeInvalid, "a masked update is one %s tensor %q of shape [%d]; the stream has %d tensors, the first %v",
+			DTypeU32, MaskedTensor, len(dst), len(got), firstInfo(got))
+	}
+	return tr.ReadIntoU32(dst)
+}
+
+func firstInfo(ts []TensorInfo) any {
+	if len(ts) == 0 {
+		return "absent"
+	}
+	return fmt.Sprintf("%s %q %v", ts[0].DType, ts[0].Name, ts[0].Shape)
+}

@@ -44,6 +44,8 @@ et al. (2017)'s 2NN on IID data:
 			&cli.BoolFlag{Name: "dp-per-layer", Usage: "central DP: clip each parameter tensor to --dp-clip/√tensors instead of the whole update"},
 			&cli.Float64Flag{Name: "dp-adaptive-clip", Usage: "central DP: adapt the clip towards this quantile of the updates' norms (e.g. 0.5); --dp-clip is where it starts"},
 			&cli.StringFlag{Name: "dp-mode", Value: "central", Usage: "central (user-level DP-FedAvg) or record (record-level DP-SGD in each agent; --dp-clip bounds each record's gradient)"},
+			&cli.BoolFlag{Name: "secagg", Usage: "secure aggregation (SecAgg+): the coordinator sees only the sum of the updates"},
+			&cli.Float64Flag{Name: "dropout", Usage: "probability that a selected agent drops out of a round, at a random phase (with --secagg: of the key exchange too)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
 			&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
 			&cli.StringFlag{Name: "plot", Usage: "write the test-accuracy curve to this PNG file"},
@@ -60,7 +62,8 @@ func runSim(c *cli.Context) error {
 		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir"),
 		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale"),
 		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode"),
-		DPPerLayer: c.Bool("dp-per-layer"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip")}
+		DPPerLayer: c.Bool("dp-per-layer"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip"),
+		SecAgg: c.Bool("secagg"), Dropout: c.Float64("dropout")}
 	if cfg.Strategy == "help" {
 		fmt.Fprintln(c.App.Writer, "strategies (NAME:defaults — what it is):")
 		for _, l := range aggregation.Describe() {
@@ -81,6 +84,9 @@ func runSim(c *cli.Context) error {
 	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
 		return usageError("need --agents, --rounds, --local-epochs, --batch ≥ 1, --lr > 0 and --fraction in (0, 1]")
 	}
+	if !(cfg.Dropout >= 0 && cfg.Dropout < 1) {
+		return usageError("--dropout %g: want a probability in [0, 1)", cfg.Dropout)
+	}
 	if c.Bool("verbose") {
 		cfg.Logger = slog.Default()
 	}
@@ -93,6 +99,13 @@ func runSim(c *cli.Context) error {
 		}
 		if cfg.DPClip > 0 {
 			fmt.Fprintf(w, "%s DP: clip %g, budget ε = %g, δ = %g\n", cfg.DPMode, cfg.DPClip, cfg.DPEpsilon, cfg.DPDelta)
+		}
+		if cfg.SecAgg {
+			fmt.Fprintf(w, "secure aggregation (SecAgg+)")
+			if cfg.Dropout > 0 {
+				fmt.Fprintf(w, ", %.0f%% dropout", 100*cfg.Dropout)
+			}
+			fmt.Fprintln(w)
 		}
 		cfg.Progress = func(r sim.Round) {
 			fmt.Fprintf(w, "round %4d  accuracy %6.2f%%  loss %.4f  %6.2fs\n", r.Round, 100*r.Accuracy, r.Loss, r.Seconds)

@@ -22,6 +22,18 @@
 //	commit    with at least quorum updates, the driver aggregates, stores the new
 //	          version and reports Committed; with fewer, the round fails
 //
+// A task with secure aggregation adds key-exchange phases, each closed by the driver
+// (CloseSecAgg), which runs the protocol and reports who is still in (SecAggClosed) or
+// that the round cannot go on (SecAggFailed):
+//
+//	configure, then advertise keys   accepted agents advertise their keys
+//	share keys                       agents still in send their encrypted shares
+//	train                            masked updates arrive, as above
+//	unmask                           the survivors reveal shares; then commit
+//
+// Each key-exchange phase ends when every agent still in has answered or the task's
+// secure-aggregation deadline passes; agents that did not answer are out of the round.
+//
 // A failed round leaves the task's version where it was and is tried again with a new
 // attempt number. Round numbers only advance on commit, so versions stay contiguous. A
 // task ID names (task, round, attempt, boot), where boot is unique to each start of the
@@ -80,8 +92,13 @@ type Phase string
 // Phases.
 const (
 	PhaseConfigure Phase = "configure"
+	PhaseAdvertise Phase = "advertise_keys"
+	PhaseShare     Phase = "share_keys"
 	PhaseTrain     Phase = "train"
+	PhaseUnmask    Phase = "unmask"
 	PhaseCommit    Phase = "commit"
+
+	phaseQuit Phase = "quit" // an agent's answer to no phase: it left the round
 )
 
 // Events.
@@ -132,6 +149,23 @@ type (
 		TaskID string
 		Err    error
 	}
+	// SecAggSent: an agent's message of a secure-aggregation phase was taken.
+	SecAggSent struct {
+		Agent, TaskID string
+		Phase         Phase
+	}
+	// SecAggClosed: the driver closed a secure-aggregation phase (see CloseSecAgg); In
+	// are the agents still in the round.
+	SecAggClosed struct {
+		TaskID string
+		Phase  Phase
+		In     []string
+	}
+	// SecAggFailed: secure aggregation cannot complete the round (too few agents left,
+	// or a secret that does not reconstruct).
+	SecAggFailed struct {
+		TaskID, Reason string
+	}
 )
 
 func (Tick) event()            {}
@@ -145,6 +179,9 @@ func (UpdateReceived) event()  {}
 func (UpdateFailed) event()    {}
 func (Committed) event()       {}
 func (CommitFailed) event()    {}
+func (SecAggSent) event()      {}
+func (SecAggClosed) event()    {}
+func (SecAggFailed) event()    {}
 
 // Actions.
 type (
@@ -203,6 +240,14 @@ type (
 	// TaskFinished: the task's requested rounds are all committed, or (Reason) it
 	// cannot run more.
 	TaskFinished struct{ Task, Reason string }
+	// CloseSecAgg: a phase of a secure round is over (Phase: advertise_keys,
+	// share_keys, or train for the masked inputs). The driver closes it in the
+	// protocol, sends the next phase's messages, and reports SecAggClosed or
+	// SecAggFailed.
+	CloseSecAgg struct {
+		Task, TaskID string
+		Phase        Phase
+	}
 )
 
 func (StartRound) action()   {}
@@ -211,6 +256,7 @@ func (CancelOffer) action()  {}
 func (CommitRound) action()  {}
 func (FailRound) action()    {}
 func (TaskFinished) action() {}
+func (CloseSecAgg) action()  {}
 
 // part is an agent's state in a round.
 type part int
@@ -245,6 +291,12 @@ type round struct {
 	updates  int
 	examples uint64
 	lossSum  float64
+	// Secure aggregation.
+	secure   bool
+	saBy     time.Time        // the running key-exchange phase's deadline
+	sent     map[string]Phase // the last key-exchange phase each agent answered
+	closing  bool             // CloseSecAgg is out, SecAggClosed not yet in
+	saPeriod time.Duration
 }
 
 type taskRun struct {
@@ -336,6 +388,8 @@ func (e *Engine) Step(ev Event) []Action {
 		if r := e.partOf(ev.Agent, ev.TaskID); r != nil && !r.parts[ev.Agent].final() {
 			r.parts[ev.Agent] = declined
 			e.release(ev.Agent, ev.TaskID)
+		} else if r != nil && r.secure && r.phase == PhaseUnmask && r.parts[ev.Agent] == delivered {
+			r.sent[ev.Agent] = phaseQuit // a survivor that will not reveal: wait no more for it
 		}
 	case UpdateReceived:
 		if r := e.partOf(ev.Agent, ev.TaskID); r != nil && r.parts[ev.Agent] == uploading {
@@ -373,6 +427,24 @@ func (e *Engine) Step(ev Event) []Action {
 			return nil
 		}
 		out = append(out, e.fail(t, "storing the version failed: "+ev.Err.Error())...)
+	case SecAggSent:
+		if r := e.partOf(ev.Agent, ev.TaskID); r != nil && r.secure {
+			if p := r.parts[ev.Agent]; !p.final() || (p == delivered && ev.Phase == PhaseUnmask) {
+				r.sent[ev.Agent] = ev.Phase
+			}
+		}
+	case SecAggClosed:
+		t, r := e.roundOf(ev.TaskID)
+		if r == nil || !r.secure || !r.closing || ev.Phase != r.phase {
+			return nil
+		}
+		out = append(out, e.secAggClosed(t, r, ev.In)...)
+	case SecAggFailed:
+		t, r := e.roundOf(ev.TaskID)
+		if r == nil || !r.secure {
+			return nil
+		}
+		out = append(out, e.fail(t, "secure aggregation: "+ev.Reason)...)
 	}
 	return append(out, e.advance()...)
 }
@@ -396,8 +468,10 @@ func (e *Engine) Admit(agent, taskID string, round uint64, base Version) error {
 	switch {
 	case !ok:
 		return protocol.NewError(protocol.CodePermissionDenied, "agent %s was not selected for %s", agent, taskID)
-	case r.phase == PhaseCommit:
+	case r.phase == PhaseCommit || (r.secure && r.phase == PhaseUnmask):
 		return protocol.NewError(protocol.CodeDeadlineExceeded, "round %d of %s is already closed", r.round, t.Spec.Name)
+	case r.secure && r.phase != PhaseTrain:
+		return protocol.NewError(protocol.CodeInvalid, "a masked update before the keys of %s were shared", taskID)
 	case p == delivered || p == uploading:
 		return protocol.NewError(protocol.CodeInvalid, "agent %s already sent its update for %s", agent, taskID)
 	case p != offered && p != accepted:
@@ -486,8 +560,30 @@ func (e *Engine) advanceTask(t *taskRun) ([]Action, bool) {
 		if acc < r.quorum {
 			return e.fail(t, fmt.Sprintf("%d of %d selected agents accepted, quorum is %d", acc, len(r.parts), r.quorum)), true
 		}
+		if r.secure {
+			r.phase, r.saBy = PhaseAdvertise, e.now.Add(r.saPeriod)
+			return nil, true
+		}
 		r.phase = PhaseTrain
 		return nil, true
+	case PhaseAdvertise, PhaseShare, PhaseUnmask:
+		if r.closing {
+			return nil, false
+		}
+		waiting := 0
+		for a, p := range r.parts {
+			if (p == offered || p == accepted || p == delivered) && r.sent[a] != r.phase && r.sent[a] != phaseQuit {
+				waiting++
+			}
+		}
+		if waiting > 0 && e.now.Before(r.saBy) {
+			return nil, false
+		}
+		if r.phase == PhaseUnmask {
+			return e.commit(t, r), false
+		}
+		r.closing = true
+		return []Action{CloseSecAgg{Task: t.Spec.Name, TaskID: r.taskID, Phase: r.phase}}, false
 	case PhaseTrain:
 		busy := 0
 		for _, p := range r.parts {
@@ -502,27 +598,66 @@ func (e *Engine) advanceTask(t *taskRun) ([]Action, bool) {
 			return e.fail(t, fmt.Sprintf("%d updates by the deadline, quorum is %d", r.updates, r.quorum)), true
 		}
 		var out []Action
-		var parts []string
 		for _, a := range r.order {
 			switch r.parts[a] {
-			case delivered:
-				parts = append(parts, a)
 			case offered, accepted, uploading:
 				r.parts[a] = cancelled
 				e.release(a, r.taskID)
 				out = append(out, CancelOffer{Agent: a, TaskID: r.taskID, Reason: "round closed: enough updates, or the deadline passed"})
 			}
 		}
-		r.phase = PhaseCommit
-		loss := 0.0
-		if r.examples > 0 {
-			loss = r.lossSum / float64(r.examples)
+		if r.secure {
+			// The survivors' masks come off in the unmask phase, which the driver opens.
+			r.closing = true
+			return append(out, CloseSecAgg{Task: t.Spec.Name, TaskID: r.taskID, Phase: PhaseTrain}), false
 		}
-		out = append(out, CommitRound{Task: t.Spec.Name, Round: r.round, Attempt: r.attempt, TaskID: r.taskID, Base: r.base,
-			Updates: r.updates, Examples: r.examples, Loss: loss, Participants: parts})
-		return out, false
+		return append(out, e.commit(t, r)...), false
 	}
 	return nil, false
+}
+
+// commit moves a round to its commit phase.
+func (e *Engine) commit(t *taskRun, r *round) []Action {
+	var parts []string
+	for _, a := range r.order {
+		if r.parts[a] == delivered {
+			parts = append(parts, a)
+		}
+	}
+	r.phase = PhaseCommit
+	loss := 0.0
+	if r.examples > 0 {
+		loss = r.lossSum / float64(r.examples)
+	}
+	return []Action{CommitRound{Task: t.Spec.Name, Round: r.round, Attempt: r.attempt, TaskID: r.taskID, Base: r.base,
+		Updates: r.updates, Examples: r.examples, Loss: loss, Participants: parts}}
+}
+
+// secAggClosed moves a secure round on once the driver has closed a phase: agents not
+// in are out of the round.
+func (e *Engine) secAggClosed(t *taskRun, r *round, in []string) []Action {
+	r.closing = false
+	keep := make(map[string]bool, len(in))
+	for _, a := range in {
+		keep[a] = true
+	}
+	var out []Action
+	for _, a := range r.order {
+		if p := r.parts[a]; !keep[a] && (p == offered || p == accepted || p == uploading) {
+			r.parts[a] = dropped
+			e.release(a, r.taskID)
+			out = append(out, CancelOffer{Agent: a, TaskID: r.taskID, Reason: fmt.Sprintf("out of the secure round after %s", r.phase)})
+		}
+	}
+	switch r.phase {
+	case PhaseAdvertise:
+		r.phase, r.saBy = PhaseShare, e.now.Add(r.saPeriod)
+	case PhaseShare:
+		r.phase = PhaseTrain
+	case PhaseTrain:
+		r.phase, r.saBy = PhaseUnmask, e.now.Add(r.saPeriod)
+	}
+	return out
 }
 
 // start begins a new attempt of the task's next round if enough agents are eligible.
@@ -564,11 +699,19 @@ func (e *Engine) start(t *taskRun) []Action {
 		chosen = eligible[:sel]
 		slices.Sort(chosen)
 	}
+	if t.Spec.SecureAggregation && len(chosen) < task.MinSecureAgents {
+		t.attempt--
+		t.waiting = true // secure aggregation of fewer would reveal each update
+		return nil
+	}
 	sel = len(chosen)
 	r := &round{round: t.Round, attempt: t.attempt, taskID: TaskID(t.Spec.Name, t.Round, t.attempt, e.boot), base: t.Base,
 		aim: aim, quorum: quorum, phase: PhaseConfigure, start: e.now,
 		configBy: e.now.Add(time.Duration(t.Spec.Deadlines.Configure)), trainBy: e.now.Add(time.Duration(t.Spec.Deadlines.Train)),
 		parts: make(map[string]part, sel), order: chosen}
+	if t.Spec.SecureAggregation {
+		r.secure, r.sent, r.saPeriod = true, map[string]Phase{}, time.Duration(t.Spec.SecAgg.Deadline)
+	}
 	t.cur = r
 	e.byID[r.taskID] = t.Spec.Name
 	out := []Action{StartRound{Task: t.Spec.Name, Round: r.round, Attempt: r.attempt, TaskID: r.taskID, Base: r.base,

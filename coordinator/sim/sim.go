@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"maps"
@@ -73,7 +74,13 @@ type Config struct {
 	// updates' norms (central; the count's noise is a twentieth of the expected
 	// participants, as in Andrew et al. 2021).
 	DPAdaptiveQuantile float64
-	Seed               uint64
+	// SecAgg sums the updates with secure aggregation (SecAgg+).
+	SecAgg bool
+	// Dropout is the probability that a selected agent drops out of a round: at a
+	// phase drawn uniformly from those it goes through (with SecAgg: advertising keys,
+	// sharing keys, uploading, unmasking; without: uploading).
+	Dropout float64
+	Seed    uint64
 	// MNISTDir holds the IDX files (default: dataset.MNISTDir()).
 	MNISTDir string
 	// Logger receives the coordinator's and agents' logs (default: discarded).
@@ -105,6 +112,24 @@ func Attacks() []string {
 		out = append(out, name+": "+as[name].doc)
 	}
 	return out
+}
+
+// dropout returns agent i's DropOut hook: with probability cfg.Dropout per task, it
+// drops out at one phase, drawn from the seed, the agent and the task.
+func dropout(cfg Config, i int) func(taskID, phase string) bool {
+	if cfg.Dropout <= 0 {
+		return nil
+	}
+	phases := []string{agent.DropUpload}
+	if cfg.SecAgg {
+		phases = []string{agent.DropAdvertise, agent.DropShare, agent.DropUpload, agent.DropUnmask}
+	}
+	return func(taskID, phase string) bool {
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%d/%d/%s", cfg.Seed, i, taskID)
+		r := rand.New(rand.NewPCG(h.Sum64(), 0))
+		return r.Float64() < cfg.Dropout && phases[r.IntN(len(phases))] == phase
+	}
 }
 
 // Round is one committed round's result.
@@ -313,7 +338,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			Data:         map[string]*dataset.Dataset{"mnist": local},
 			Capabilities: protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "mnist", Data: local}})},
 			Backoff:      agent.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2},
-			BeforeUpload: tamper})
+			BeforeUpload: tamper, DropOut: dropout(cfg, i)})
 		if err != nil {
 			return nil, err
 		}
@@ -359,6 +384,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		default:
 			return nil, fmt.Errorf("sim: DP mode %q: want central or record", cfg.DPMode)
 		}
+	}
+	if cfg.SecAgg {
+		ts.SecureAggregation = true
+		// Simulated agents answer at once: a key-exchange phase waits for at most a few
+		// seconds for those that dropped without a word.
+		ts.SecAgg = &task.SecAgg{Dropout: max(cfg.Dropout, 0.01), Deadline: task.Duration(10 * time.Second)}
 	}
 	if err := ts.Normalize(); err != nil {
 		return nil, err

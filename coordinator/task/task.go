@@ -49,6 +49,10 @@ type Spec struct {
 	Seed uint64 `json:"seed,omitempty"`
 	// Privacy, when set, makes the task differentially private (see Privacy).
 	Privacy *Privacy `json:"privacy,omitempty"`
+	// SecureAggregation sums the round's updates with SecAgg+: the coordinator sees
+	// only their weighted sum. SecAgg tunes it.
+	SecureAggregation bool    `json:"secure_aggregation,omitempty"`
+	SecAgg            *SecAgg `json:"secagg,omitempty"`
 }
 
 // Train is local training's configuration.
@@ -251,6 +255,9 @@ func (s *Spec) Normalize() error {
 	}
 	if s.Deadlines.Train < s.Deadlines.Configure {
 		return bad("deadlines.train", "must be at least deadlines.configure")
+	}
+	if err := s.normalizeSecAgg(); err != nil {
+		return err
 	}
 	if s.Privacy != nil {
 		return s.Privacy.normalize(s)

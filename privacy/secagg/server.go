@@ -189,8 +189,8 @@ func (s *Server) AddShares(member string, cts map[string][]byte) error {
 	return nil
 }
 
-// CloseShares ends the share-keys phase and returns, for each member still in, the
-// ciphertexts made for it, keyed by sender. Members that sent no shares are out, and so
+// CloseShares ends the share-keys phase and returns, for each member still in (and only
+// for those), the ciphertexts made for it, keyed by sender. Members that sent no shares are out, and so
 // is any member that would hold too few of its peers' shares (it would abort).
 func (s *Server) CloseShares() (map[string]map[string][]byte, error) {
 	if err := s.expect(serverShares, "close of share keys"); err != nil {
@@ -236,14 +236,12 @@ func (s *Server) CloseShares() (map[string]map[string][]byte, error) {
 	out := make(map[string]map[string][]byte, len(in))
 	for v := range in {
 		s.holds[v] = map[int]bool{v: true}
+		out[s.cfg.Members[v]] = map[string][]byte{}
 	}
 	for u := range in {
 		for v, ct := range s.shares[u] {
 			if !in[v] {
 				continue
-			}
-			if out[s.cfg.Members[v]] == nil {
-				out[s.cfg.Members[v]] = map[string][]byte{}
 			}
 			out[s.cfg.Members[v]][s.cfg.Members[u]] = ct
 			s.holds[u][v] = true

@@ -1,0 +1,254 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/fedq/fedq/aggregation"
+	"github.com/fedq/fedq/coordinator/engine"
+	"github.com/fedq/fedq/privacy/secagg"
+	"github.com/fedq/fedq/protocol"
+	"github.com/fedq/fedq/protocol/transport"
+)
+
+// A secure round's masked vector is the update's values, then the agent's training
+// loss, then (appended by secagg) its weight: the loss is averaged under the same mask
+// as the update, so the coordinator learns no agent's loss either.
+const secureExtra = 1
+
+// secureRound is the driver's side of a running secure round: the protocol's server
+// state and the parameters every offer carries.
+type secureRound struct {
+	srv    *secagg.Server
+	cfg    secagg.Config
+	params *protocol.SecAggParams
+}
+
+// startSecure prepares the secure aggregation of a round that is starting.
+func (r *rounds) startSecure(tm *taskModel, a engine.StartRound) error {
+	sa := tm.spec.SecAgg
+	members := slices.Sorted(slices.Values(a.Selected))
+	choice, err := sa.Choose(len(members))
+	if err != nil {
+		return err
+	}
+	cfg := secagg.Config{Round: a.TaskID, Members: members, Neighbours: choice.Neighbours, Threshold: choice.Threshold,
+		Dim: tm.size + secureExtra + 1, Clip: sa.Clip, MaxWeight: sa.MaxWeight}
+	if cfg.MaxWeight == 0 {
+		cfg.MaxWeight = r.maxWeight(tm, members)
+	}
+	_, _ = rand.Read(cfg.GraphSeed[:])
+	srv, err := secagg.NewServer(cfg, transport.CertVerifier{Roots: r.srv.ca.CAPool(), Now: r.srv.cfg.Now})
+	if err != nil {
+		return err
+	}
+	cfg = srv.Config()
+	tm.sa = &secureRound{srv: srv, cfg: cfg, params: &protocol.SecAggParams{Threshold: uint32(cfg.Threshold),
+		Neighbours: uint32(cfg.Neighbours), ModulusBits: 32, QuantRange: float64(cfg.Levels), ClipRange: cfg.Clip,
+		Participants: uint32(len(members)), Members: members, GraphSeed: cfg.GraphSeed[:], MaxWeight: cfg.MaxWeight, Levels: cfg.Levels}}
+	r.log.Info("secure round", "task", a.TaskID, "agents", len(members), "neighbours", cfg.Neighbours, "threshold", cfg.Threshold,
+		"max_weight", cfg.MaxWeight)
+	return nil
+}
+
+// maxWeight is the largest weight the round's agents can report: the largest of their
+// datasets, times the local epochs (or local steps × batch).
+func (r *rounds) maxWeight(tm *taskModel, members []string) float64 {
+	t := tm.spec.Train
+	most := 0.0
+	for _, m := range members {
+		for _, d := range r.caps[m].Datasets {
+			if d.Name == tm.spec.Dataset {
+				most = max(most, float64(d.Examples))
+			}
+		}
+	}
+	if t.LocalSteps > 0 {
+		most = min(most, float64(t.LocalSteps*t.Batch))
+		if most == 0 {
+			most = float64(t.LocalSteps * t.Batch)
+		}
+		return max(1, most)
+	}
+	return max(1, most*float64(max(1, t.Epochs)))
+}
+
+// secureMessage takes a secure-aggregation message from an agent's control stream, on
+// the loop.
+func (r *rounds) secureMessage(agent string, m protocol.Message) {
+	var taskID string
+	var round uint64
+	switch m := m.(type) {
+	case *protocol.SecAggAdvertise:
+		taskID, round = m.TaskID, m.Round
+	case *protocol.SecAggShares:
+		taskID, round = m.TaskID, m.Round
+	case *protocol.SecAggUnmaskResponse:
+		taskID, round = m.TaskID, m.Round
+	default:
+		return
+	}
+	tm := r.byTask[taskID]
+	if tm == nil || tm.sa == nil || tm.sa.cfg.Round != taskID || tm.record == nil || tm.record.Round != round {
+		r.log.Warn("secure-aggregation message for no running secure round", "agent", agent, "task", taskID, "type", m.Type())
+		return
+	}
+	var phase engine.Phase
+	var err error
+	switch m := m.(type) {
+	case *protocol.SecAggAdvertise:
+		phase = engine.PhaseAdvertise
+		err = tm.sa.srv.AddKeys(secagg.Keys{Member: agent, EncPub: m.EncPub, MaskPub: m.MaskPub, SelfCommit: m.SelfCommit,
+			Signature: m.Signature, Credential: r.certs[agent]})
+	case *protocol.SecAggShares:
+		phase = engine.PhaseShare
+		err = tm.sa.srv.AddShares(agent, m.Encrypted)
+	case *protocol.SecAggUnmaskResponse:
+		phase = engine.PhaseUnmask
+		err = tm.sa.srv.AddReveals(agent, m.Shares)
+	}
+	if err != nil {
+		r.log.Warn("secure-aggregation message refused", "agent", agent, "task", taskID, "type", m.Type(), "err", err)
+		return
+	}
+	r.step(engine.SecAggSent{Agent: agent, TaskID: taskID, Phase: phase})
+}
+
+// closeSecure closes a phase of a secure round and sends what follows it.
+func (r *rounds) closeSecure(a engine.CloseSecAgg) engine.Event {
+	tm := r.tasks[a.Task]
+	if tm == nil || tm.sa == nil || tm.sa.cfg.Round != a.TaskID {
+		return engine.SecAggFailed{TaskID: a.TaskID, Reason: "no secure-aggregation state (the coordinator restarted?)"}
+	}
+	round := tm.record.Round
+	var in []string
+	switch a.Phase {
+	case engine.PhaseAdvertise:
+		rosters, err := tm.sa.srv.CloseAdvertise()
+		if err != nil {
+			return engine.SecAggFailed{TaskID: a.TaskID, Reason: err.Error()}
+		}
+		for _, m := range slices.Sorted(maps.Keys(rosters)) {
+			peers := make([]protocol.SecAggPeer, len(rosters[m]))
+			for i, k := range rosters[m] {
+				peers[i] = protocol.SecAggPeer{AgentID: k.Member, EncPub: k.EncPub, MaskPub: k.MaskPub, Signature: k.Signature,
+					Certificate: k.Credential, SelfCommit: k.SelfCommit}
+			}
+			r.srv.sendTo(m, &protocol.SecAggRoster{Round: round, TaskID: a.TaskID, Peers: peers})
+			in = append(in, m)
+		}
+	case engine.PhaseShare:
+		fwd, err := tm.sa.srv.CloseShares()
+		if err != nil {
+			return engine.SecAggFailed{TaskID: a.TaskID, Reason: err.Error()}
+		}
+		for _, m := range slices.Sorted(maps.Keys(fwd)) {
+			r.srv.sendTo(m, &protocol.SecAggShares{Round: round, TaskID: a.TaskID, Encrypted: fwd[m]})
+			in = append(in, m)
+		}
+	case engine.PhaseTrain:
+		survivors, err := tm.sa.srv.CloseMasked()
+		if err != nil {
+			return engine.SecAggFailed{TaskID: a.TaskID, Reason: err.Error()}
+		}
+		for _, m := range survivors {
+			r.srv.sendTo(m, &protocol.SecAggUnmaskRequest{Round: round, TaskID: a.TaskID, Survivors: survivors})
+		}
+		in = survivors
+	default:
+		return engine.SecAggFailed{TaskID: a.TaskID, Reason: fmt.Sprintf("no phase %s to close", a.Phase)}
+	}
+	r.log.Debug("secure phase closed", "task", a.TaskID, "phase", a.Phase, "agents", len(in))
+	return engine.SecAggClosed{TaskID: a.TaskID, Phase: a.Phase, In: in}
+}
+
+// receiveMasked reads a masked update (one U32 tensor) into a staging buffer and adds it
+// to the round's masked sum on the loop; no masked vector is kept.
+func (r *rounds) receiveMasked(ctx context.Context, agent string, st *quic.Stream, hdr *protocol.UpdateHeader, tm *taskModel, failed func(error) error) error {
+	var buf []uint32
+	select {
+	case buf = <-tm.maskStaging:
+	case <-ctx.Done():
+		return failed(ctx.Err())
+	}
+	var sa *secureRound
+	if err := r.call(ctx, func() { sa = tm.sa }); err != nil {
+		tm.maskStaging <- buf
+		return failed(err)
+	}
+	if sa == nil || sa.cfg.Round != hdr.TaskID {
+		tm.maskStaging <- buf
+		return failed(protocol.NewError(protocol.CodeDeadlineExceeded, "round %d closed while the update arrived", hdr.Round))
+	}
+	if len(buf) != sa.cfg.Dim {
+		buf = make([]uint32, sa.cfg.Dim)
+	}
+	defer func() { tm.maskStaging <- buf }()
+	_ = st.SetReadDeadline(time.Now().Add(transport.FirstFrameTimeout + time.Duration(4*sa.cfg.Dim)*time.Microsecond))
+	tr, err := protocol.NewTensorReader(st, protocol.Limits{})
+	if err != nil {
+		return failed(err)
+	}
+	if err := protocol.ReadMasked(tr, buf); err != nil {
+		return failed(err)
+	}
+	if err := tr.Finish(); err != nil {
+		return failed(err)
+	}
+	var addErr error
+	if err := r.call(ctx, func() {
+		if r.byTask[hdr.TaskID] != tm || tm.sa != sa {
+			addErr = protocol.NewError(protocol.CodeDeadlineExceeded, "round %d closed while the update arrived", hdr.Round)
+			return
+		}
+		if hook := r.srv.cfg.ObserveUpdate; hook != nil {
+			hook(agent, hdr, nil, buf)
+		}
+		if addErr = sa.srv.AddMasked(agent, buf); addErr != nil {
+			addErr = protocol.NewError(protocol.CodeInvalid, "%v", addErr)
+			return
+		}
+		r.step(engine.UpdateReceived{Agent: agent, TaskID: hdr.TaskID})
+	}); err != nil {
+		return failed(err)
+	}
+	if addErr != nil {
+		return failed(addErr)
+	}
+	_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout))
+	return protocol.WriteMessage(st, &protocol.UpdateAck{TaskID: hdr.TaskID, Round: hdr.Round, SHA256: tr.Sum()})
+}
+
+// finishSecure unmasks a secure round's sum and folds the weighted mean update into the
+// round's aggregator, as one update of the total weight; it returns that weight
+// (examples) and the weighted mean training loss.
+func (r *rounds) finishSecure(tm *taskModel) (uint64, float64, error) {
+	sa := tm.sa
+	tm.sa = nil
+	sum, n, err := sa.srv.Finish()
+	if err != nil {
+		return 0, 0, err
+	}
+	mean := make([]float32, sa.cfg.Dim-1)
+	total, err := sa.cfg.Dequantize(mean, sum, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	examples := uint64(math.Round(total * sa.cfg.MaxWeight))
+	loss := float64(mean[tm.size])
+	if err := aggregation.CheckUpdate(mean[:tm.size], tm.size); err != nil {
+		return 0, 0, err
+	}
+	if err := tm.agg.Add(mean[:tm.size], max(1, examples)); err != nil {
+		return 0, 0, err
+	}
+	tm.results = append(tm.results, aggregation.Result{Examples: examples, Metrics: map[string]float64{"loss": loss}})
+	return examples, loss, nil
+}
