@@ -46,6 +46,8 @@ type cluster struct {
 	cancel    context.CancelFunc
 	done      chan error
 	shift     atomic.Int64 // added to the coordinator's clock
+	// observe, if set before start, sees every update the coordinator receives.
+	observe func(agent string, hdr *protocol.UpdateHeader, plain []float32, masked []uint32)
 }
 
 func newCluster(t testing.TB) *cluster { return newClusterHB(t, time.Second) }
@@ -67,7 +69,7 @@ func newClusterHB(t testing.TB, heartbeat time.Duration) *cluster {
 func (c *cluster) start() {
 	c.t.Helper()
 	srv, err := coordinator.Listen(coordinator.Config{Dir: c.dir, Listen: c.addr, Heartbeat: c.heartbeat,
-		Logger: quietLogger(), Now: func() time.Time { return time.Now().Add(time.Duration(c.shift.Load())) }})
+		Logger: quietLogger(), Now: func() time.Time { return time.Now().Add(time.Duration(c.shift.Load())) }, ObserveUpdate: c.observe})
 	if err != nil {
 		c.t.Fatal(err)
 	}

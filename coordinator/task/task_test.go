@@ -86,6 +86,14 @@ func TestParseErrors(t *testing.T) {
 		{`{"name":"a",` + base + `,"deadlines":{"configure":"1m","train":"10s"}}`, "deadlines.train"},
 		{`{"name":"a",` + base + `,"deadlines":{"train":"soon"}}`, "duration"},
 		{`{"name":"a",` + base + `,"epochz":1}`, "unknown field"},
+		{`{"name":"a",` + base + `,"secure_aggregation":true,"strategy":{"name":"median"}}`, "strategy: median needs each agent's update"},
+		{`{"name":"a",` + base + `,"secure_aggregation":true,"strategy":{"name":"krum","params":{"f":0}}}`, "strategy: krum needs each agent's update"},
+		{`{"name":"a",` + base + `,"secure_aggregation":true,"privacy":{"mode":"central","clip":1,"epsilon":1,"delta":1e-5,"noise_multiplier":1}}`, "privacy.mode: central DP clips each update"},
+		{`{"name":"a",` + base + `,"secagg":{"dropout":0.1}}`, "secagg: parameters given but secure_aggregation is not true"},
+		{`{"name":"a",` + base + `,"secure_aggregation":true,"secagg":{"dropout":1.5}}`, "secagg.dropout"},
+		{`{"name":"a",` + base + `,"secure_aggregation":true,"secagg":{"graph":"star"}}`, "secagg.graph"},
+		{`{"name":"a",` + base + `,"secure_aggregation":true,"secagg":{"clip":0.5}}`, "secagg.clip"},
+		{`{"name":"a",` + base + `,"secure_aggregation":true,"quorum":2}`, "quorum: secure aggregation needs a quorum of at least 3"},
 		{`{"name":"a",` + base + `,"rounds":"many"}`, "rounds"},
 	}
 	for _, c := range cases {

@@ -1,0 +1,192 @@
+package coordinator_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/compute/dataset"
+	"github.com/fedq/fedq/coordinator"
+	"github.com/fedq/fedq/coordinator/ca"
+	"github.com/fedq/fedq/coordinator/store"
+	"github.com/fedq/fedq/protocol"
+)
+
+const secureTask = `{"name": "blobs", "dataset": "blobs",
+  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 8}, {"type": "relu"}, {"type": "dense", "out": 2}]},
+  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": 5, "quorum": 3, "over_select": 1,
+  "deadlines": {"configure": "5s", "train": "20s"}, "seed": 3,
+  "secure_aggregation": true, "secagg": {"deadline": "5s"}}`
+
+// secureAgent starts an agent that records its plain updates and may drop out.
+func secureAgent(t *testing.T, c *cluster, name string, data *dataset.Dataset, record func(round uint64, u []float32), drop func(taskID, phase string) bool) {
+	t.Helper()
+	id := c.enroll(name)
+	d, err := agent.New(agent.Config{Identity: id, Logger: quietLogger(), Data: map[string]*dataset.Dataset{"blobs": data},
+		Capabilities: protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "blobs", Data: data}})},
+		Backoff:      agent.Backoff{Min: 50 * time.Millisecond, Max: 400 * time.Millisecond},
+		BeforeUpload: record, DropOut: drop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestSecureRounds runs secure rounds over QUIC with an agent dropping out at a
+// different phase each round. The coordinator is instrumented: it must never receive a
+// plain update, every masked vector it holds must look nothing like the update it hides,
+// and each version must move by the weighted mean of the survivors' updates.
+func TestSecureRounds(t *testing.T) {
+	var mu sync.Mutex
+	plain := 0
+	masked := map[string][]uint32{} // agent/round → masked vector as received
+	c := newClusterObserved(t, func(a string, hdr *protocol.UpdateHeader, p []float32, m []uint32) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p != nil {
+			plain++
+		}
+		if m != nil {
+			masked[fmt.Sprintf("%s/%d", a, hdr.Round)] = append([]uint32(nil), m...)
+		}
+	})
+	updates := map[string][]float32{} // agent/round → plain update, as the agent made it
+	dropPhase := map[uint64]string{1: agent.DropUpload, 2: agent.DropShare, 3: agent.DropUnmask}
+	for i := range 5 {
+		name := fmt.Sprintf("site-%d", i)
+		record := func(round uint64, u []float32) {
+			mu.Lock()
+			defer mu.Unlock()
+			updates[fmt.Sprintf("%s/%d", name, round)] = append([]float32(nil), u...)
+		}
+		drop := func(taskID, phase string) bool {
+			// site-4 drops out of every round, at the round's phase.
+			var r uint64
+			fmt.Sscanf(taskID[strings.Index(taskID, ".r")+2:], "%d", &r)
+			return name == "site-4" && dropPhase[r] == phase
+		}
+		secureAgent(t, c, name, blobs(200+40*i, uint64(i)), record, drop)
+	}
+	ctx := context.Background()
+	adm := c.admin()
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(secureTask)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 3); err != nil {
+		t.Fatal(err)
+	}
+	waitForWithin(t, 2*time.Minute, func() bool {
+		ts, err := adm.Tasks(ctx)
+		return err == nil && len(ts) == 1 && ts[0].Status == "done"
+	}, "three secure rounds")
+	vs, err := adm.Versions(ctx, "blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 4 {
+		t.Fatalf("%d versions, want 4", len(vs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if plain != 0 {
+		t.Fatalf("the coordinator received %d plain updates in secure rounds", plain)
+	}
+	for round := uint64(1); round <= 3; round++ {
+		// Survivors: those whose masked vectors arrived (site-4 dropped at upload in
+		// round 1; in rounds 2 and 3 it dropped before its input or after it).
+		var surv []string
+		for i := range 5 {
+			if _, ok := masked[fmt.Sprintf("site-%d/%d", i, round)]; ok {
+				surv = append(surv, fmt.Sprintf("site-%d", i))
+			}
+		}
+		want := 4
+		if round == 3 {
+			want = 5 // its masked input is in the sum; its masks come off without it
+		}
+		if len(surv) != want {
+			t.Fatalf("round %d: survivors %v", round, surv)
+		}
+		if got := int(vs[round].Metrics["updates"]); got != want {
+			t.Fatalf("round %d: %d updates in the version's metrics, want %d", round, got, want)
+		}
+		// The version's step is the example-weighted mean of the survivors' updates.
+		base, next := fetch(t, adm, vs[round-1]), fetch(t, adm, vs[round])
+		mean := make([]float64, len(base))
+		total := 0.0
+		for _, a := range surv {
+			u := updates[fmt.Sprintf("%s/%d", a, round)]
+			var w float64
+			fmt.Sscanf(a, "site-%f", &w)
+			w = 200 + 40*w
+			total += w
+			for j, v := range u {
+				mean[j] += w * float64(v)
+			}
+			// What the coordinator held of this agent: not its update, nor anything near.
+			m := masked[fmt.Sprintf("%s/%d", a, round)]
+			near := 0
+			for j, v := range u {
+				// Its quantized value (max weight: the largest dataset, 360 examples).
+				q := (float64(v)*w/360 + 8) / 16 * float64(uint32(math.MaxUint32/5))
+				if math.Abs(float64(m[j])-q) < 1e7 {
+					near++
+				}
+			}
+			if near > len(u)/10 {
+				t.Fatalf("round %d: %d of %d masked values of %s lie near its quantized update", round, near, len(u), a)
+			}
+		}
+		for j := range mean {
+			if d := float64(next[j]-base[j]) - mean[j]/total; math.Abs(d) > 1e-4 {
+				t.Fatalf("round %d: parameter %d moved by %g, the weighted mean update is %g", round, j, next[j]-base[j], mean[j]/total)
+			}
+		}
+	}
+}
+
+// fetch pulls a version's weights.
+func fetch(t *testing.T, adm *coordinator.AdminClient, v store.Version) []float32 {
+	t.Helper()
+	var out []float32
+	err := adm.FetchModel(context.Background(), v.Number, v.Hash, func(tr *protocol.TensorReader) error {
+		for {
+			info, ok := tr.Next()
+			if !ok {
+				return nil
+			}
+			buf := make([]float32, info.NumElements())
+			if err := tr.ReadInto(buf); err != nil {
+				return err
+			}
+			out = append(out, buf...)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// newClusterObserved is newCluster with the coordinator's updates observed.
+func newClusterObserved(t *testing.T, observe func(string, *protocol.UpdateHeader, []float32, []uint32)) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := ca.Init(dir, ca.InitOptions{Addr: "127.0.0.1:4433"}); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, dir: dir, addr: "127.0.0.1:0", heartbeat: time.Second, observe: observe}
+	c.start()
+	c.addr = c.srv.Addr().String()
+	t.Cleanup(c.stop)
+	return c
+}

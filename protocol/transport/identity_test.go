@@ -1,0 +1,81 @@
+package transport
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testCA makes a CA and returns its pool and a function issuing certificates.
+func testCA(t *testing.T) (*x509.CertPool, func(cn, ou string, key crypto.Signer) []byte) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fedq CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	serial := int64(2)
+	return pool, func(cn, ou string, key crypto.Signer) []byte {
+		serial++
+		leaf := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, OrganizationalUnit: []string{ou}},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, key.Public(), caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+}
+
+func TestCertSignatures(t *testing.T) {
+	pool, issue := testCA(t)
+	otherPool, otherIssue := testCA(t)
+	_ = otherPool
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	msg := []byte("keys of a round")
+	for _, key := range []crypto.Signer{ec, ed} {
+		cert := issue("site-1", RoleAgent, key)
+		sig, err := KeySigner{Key: key}.Sign(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := CertVerifier{Roots: pool}
+		if err := v.Verify("site-1", cert, msg, sig); err != nil {
+			t.Fatalf("%T: %v", key, err)
+		}
+		tests := []struct {
+			name        string
+			agent       string
+			cert        []byte
+			msg         []byte
+			wantErrPart string
+		}{
+			{"other message", "site-1", cert, []byte("other"), "does not verify"},
+			{"other agent", "site-2", cert, msg, "not agent site-2"},
+			{"admin certificate", "site-1", issue("site-1", RoleAdmin, key), msg, "not agent"},
+			{"other CA", "site-1", otherIssue("site-1", RoleAgent, key), msg, "certificate of site-1"},
+			{"garbage", "site-1", []byte{1, 2, 3}, msg, "certificate of site-1"},
+		}
+		for _, tc := range tests {
+			err := v.Verify(tc.agent, tc.cert, tc.msg, sig)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErrPart) {
+				t.Errorf("%T %s: got %v, want an error with %q", key, tc.name, err, tc.wantErrPart)
+			}
+		}
+	}
+}
