@@ -132,6 +132,9 @@ type Daemon struct {
 	tasks  tasks
 	models models
 	secure secureTasks
+	// verify checks other agents' certificates in secure rounds (see peerCerts).
+	verify     transport.CertVerifier
+	verifyOnce sync.Once
 }
 
 // New returns a daemon for an enrolled identity.

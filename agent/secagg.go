@@ -81,6 +81,16 @@ func secureConfig(o *protocol.TaskOffer, dim int) (secagg.Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// peerCerts returns the verifier of other agents' certificates, made once.
+func (d *Daemon) peerCerts() transport.CertVerifier {
+	d.verifyOnce.Do(func() {
+		pool := x509.NewCertPool()
+		pool.AddCert(d.cfg.Identity.CA)
+		d.verify = transport.NewCertVerifier(pool, nil)
+	})
+	return d.verify
+}
+
 // startSecure makes the task's protocol client and returns its advertisement.
 func (d *Daemon) startSecure(o *protocol.TaskOffer, dim int) (*protocol.SecAggAdvertise, error) {
 	cfg, err := secureConfig(o, dim)
@@ -91,9 +101,7 @@ func (d *Daemon) startSecure(o *protocol.TaskOffer, dim int) (*protocol.SecAggAd
 	if !ok {
 		return nil, errors.New("secure aggregation: the agent's key cannot sign")
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(d.cfg.Identity.CA)
-	c, err := secagg.NewClient(cfg, d.cfg.Identity.State.ID, transport.KeySigner{Key: key}, transport.CertVerifier{Roots: pool}, rand.Reader)
+	c, err := secagg.NewClient(cfg, d.cfg.Identity.State.ID, transport.KeySigner{Key: key}, d.peerCerts(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}

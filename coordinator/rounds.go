@@ -40,6 +40,7 @@ type rounds struct {
 	online map[string]string     // agent → its latest session ID
 	caps   map[string]protocol.Capabilities
 	certs  map[string][]byte // agent → its certificate (DER), for secure aggregation
+	verify *transport.CertVerifier
 }
 
 // taskModel is a task in memory: its model's shape, its latest version (the base of

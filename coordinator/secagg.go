@@ -45,7 +45,11 @@ func (r *rounds) startSecure(tm *taskModel, a engine.StartRound) error {
 		cfg.MaxWeight = r.maxWeight(tm, members)
 	}
 	_, _ = rand.Read(cfg.GraphSeed[:])
-	srv, err := secagg.NewServer(cfg, transport.CertVerifier{Roots: r.srv.ca.CAPool(), Now: r.srv.cfg.Now})
+	if r.verify == nil {
+		v := transport.NewCertVerifier(r.srv.ca.CAPool(), r.srv.cfg.Now)
+		r.verify = &v
+	}
+	srv, err := secagg.NewServer(cfg, *r.verify)
 	if err != nil {
 		return err
 	}
@@ -165,7 +169,7 @@ func (r *rounds) closeSecure(a engine.CloseSecAgg) engine.Event {
 	default:
 		return engine.SecAggFailed{TaskID: a.TaskID, Reason: fmt.Sprintf("no phase %s to close", a.Phase)}
 	}
-	r.log.Debug("secure phase closed", "task", a.TaskID, "phase", a.Phase, "agents", len(in))
+	r.log.Info("secure phase closed", "task", a.TaskID, "phase", a.Phase, "agents", len(in))
 	return engine.SecAggClosed{TaskID: a.TaskID, Phase: a.Phase, In: in}
 }
 

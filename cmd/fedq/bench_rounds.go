@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,8 @@ coordinator's peak resident memory against the model's size.`,
 			&cli.IntFlag{Name: "params", Value: 1000, Usage: "model parameters (approximately)"},
 			&cli.IntFlag{Name: "rounds", Value: 20, Usage: "rounds to run"},
 			&cli.IntFlag{Name: "staging", Value: 1, Usage: "uploads the coordinator receives at once"},
+			&cli.BoolFlag{Name: "secagg", Usage: "secure aggregation (SecAgg+)"},
+			&cli.Float64Flag{Name: "dropout", Usage: "share of the agents that drop out of each round after training (a different set each round)"},
 			&cli.StringFlag{Name: "coordinator-profile", Usage: "write the coordinator's CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
 			&cli.StringFlag{Name: "agents-profile", Usage: "write the agents' (this process's) CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log the coordinator (info) and the agents (debug) to stderr"},
@@ -51,6 +54,11 @@ func runBenchRounds(c *cli.Context) error {
 	if n < 1 || params < 4 || rounds < 2 {
 		return usageError("need --agents ≥ 1, --params ≥ 4, --rounds ≥ 2")
 	}
+	dropout := c.Float64("dropout")
+	if !(dropout >= 0 && dropout < 1) {
+		return usageError("--dropout %g: want a share in [0, 1)", dropout)
+	}
+	drops := int(math.Floor(dropout * float64(n)))
 	ctx := c.Context
 	classes := max(2, int(math.Round(math.Sqrt(float64(params)))))
 	inputs := max(1, params/classes-1)
@@ -127,7 +135,7 @@ func runBenchRounds(c *cli.Context) error {
 			return err
 		}
 		d, err := agent.New(agent.Config{Identity: id, Logger: quiet, Transport: tr, Capabilities: caps,
-			Data: map[string]*dataset.Dataset{"bench": data}})
+			Data: map[string]*dataset.Dataset{"bench": data}, DropOut: benchDropout(i, n, drops)})
 		if err != nil {
 			return err
 		}
@@ -146,7 +154,7 @@ func runBenchRounds(c *cli.Context) error {
 	spec := fmt.Sprintf(`{"name": "bench", "dataset": "bench", "seed": 1,
 	  "model": {"input": [%d], "classes": %d, "layers": [{"type": "dense", "out": %d}]},
 	  "train": {"local_steps": 1, "batch": 1, "lr": 0.01}, "agents_per_round": %d, "quorum": %d, "over_select": 1,
-	  "deadlines": {"configure": "1m", "train": "10m"}}`, inputs, classes, classes, n, n)
+	  "deadlines": {"configure": "1m", "train": "10m"}%s}`, inputs, classes, classes, n, n-drops, secureSpec(c.Bool("secagg"), dropout))
 	v0, err := adm.SubmitTask(ctx, json.RawMessage(spec))
 	if err != nil {
 		return err
@@ -187,13 +195,41 @@ func runBenchRounds(c *cli.Context) error {
 		return err
 	}
 	modelMB := float64(4*v0.Params) / (1 << 20)
-	rep := map[string]any{"agents": n, "params": v0.Params, "rounds": rounds, "seconds_per_round_median": per[len(per)/2],
+	rep := map[string]any{"agents": n, "params": v0.Params, "secagg": c.Bool("secagg"), "dropouts_per_round": drops, "rounds": rounds, "seconds_per_round_median": per[len(per)/2],
 		"seconds_per_round_mean": wall.Seconds() / float64(rounds), "coordinator_rss_mb": float64(rss) / 1024,
 		"coordinator_rss_peak_mb": float64(peak) / 1024, "model_mb": modelMB, "peak_rss_over_model": float64(peak) / 1024 / modelMB}
 	if c.Bool("json") {
 		return json.NewEncoder(c.App.Writer).Encode(rep)
 	}
+	mode := "plain"
+	if c.Bool("secagg") {
+		mode = "secure aggregation"
+	}
+	fmt.Fprintf(c.App.Writer, "%s, %d of them dropping out per round; ", mode, drops)
 	fmt.Fprintf(c.App.Writer, "%d agents, %d parameters (%.1f MB): %.1f ms per round (median of %d; mean %.1f ms); coordinator peak RSS %.0f MB = %.1f× the model\n",
 		n, v0.Params, modelMB, 1000*per[len(per)/2], len(per), 1000*wall.Seconds()/float64(rounds), float64(peak)/1024, float64(peak)/1024/modelMB)
 	return nil
+}
+
+// secureSpec is the task-spec fields of secure aggregation, planned for dropout.
+func secureSpec(on bool, dropout float64) string {
+	if !on {
+		return ""
+	}
+	return fmt.Sprintf(`, "secure_aggregation": true, "secagg": {"dropout": %g, "deadline": "1m"}`, max(dropout, 0.01))
+}
+
+// benchDropout makes agent i of n one of the drops agents that drop out of each round
+// after training: a window over the agents that moves on each round.
+func benchDropout(i, n, drops int) func(taskID, phase string) bool {
+	if drops == 0 {
+		return nil
+	}
+	return func(taskID, phase string) bool {
+		var round int
+		if k := strings.Index(taskID, ".r"); k >= 0 {
+			fmt.Sscanf(taskID[k+2:], "%d", &round)
+		}
+		return phase == agent.DropUpload && (i-round*drops%n+n)%n < drops
+	}
 }

@@ -113,6 +113,8 @@ func BenchmarkClient(b *testing.B) {
 			ch, _ := ChooseGraph(tc.n, DefaultDropout, DefaultFailureProbability)
 			r := newRound(config(tc.n, ch.Neighbours, ch.Threshold, tc.dim+1), 1)
 			me := r.cfg.Members[0]
+			var sent, recv int
+			var ro map[string][]Keys
 			for b.Loop() {
 				b.StopTimer()
 				// Everyone else's part, untimed, to give this member its inputs.
@@ -129,20 +131,25 @@ func BenchmarkClient(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				ro, err := srv.CloseAdvertise()
+				var err error
+				ro, err = srv.CloseAdvertise()
 				if err != nil {
 					b.Fatal(err)
 				}
+				var cts map[string][]byte
 				for _, m := range r.cfg.Members {
 					if m == me {
 						b.StartTimer()
 					}
-					cts, err := cs[m].ShareKeys(ro[m])
+					c, err := cs[m].ShareKeys(ro[m])
 					b.StopTimer()
 					if err != nil {
 						b.Fatal(err)
 					}
-					_ = srv.AddShares(m, cts)
+					if m == me {
+						cts = c
+					}
+					_ = srv.AddShares(m, c)
 				}
 				fw, err := srv.CloseShares()
 				if err != nil {
@@ -153,13 +160,41 @@ func BenchmarkClient(b *testing.B) {
 				if err := cs[me].ReceiveShares(fw[me]); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := cs[me].MaskedInput(r.updates[me], r.weights[me], rng); err != nil {
+				y, err := cs[me].MaskedInput(r.updates[me], r.weights[me], rng)
+				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := cs[me].Unmask(r.cfg.Members); err != nil {
+				rv, err := cs[me].Unmask(r.cfg.Members)
+				if err != nil {
 					b.Fatal(err)
 				}
+				b.StopTimer()
+				// Payload bytes of the key exchange (without the masked vector, which
+				// is the size of a plain update, and without certificates).
+				k, _ := cs[me].Advertise(nil)
+				sent = 3*32 + len(k.Signature)
+				for _, ct := range cts {
+					sent += len(ct)
+				}
+				for m, v := range rv {
+					sent += len(m) + len(v)
+				}
+				recv = 0
+				for _, p := range ro[me] {
+					recv += len(p.Member) + 3*32 + len(p.Signature)
+				}
+				for m, ct := range fw[me] {
+					recv += len(m) + len(ct)
+				}
+				for _, m := range r.cfg.Members {
+					recv += len(m)
+				}
+				_ = y
+				b.StartTimer()
 			}
+			b.ReportMetric(float64(sent), "sent-B")
+			b.ReportMetric(float64(recv), "received-B")
+			b.ReportMetric(float64(len(ro[me])), "neighbours")
 		})
 	}
 }

@@ -24,24 +24,39 @@ func (c *Config) Quantize(dst []uint32, update []float32, w float64, rng *rand.R
 		return fmt.Errorf("secagg: weight %g: must be positive and finite", w)
 	}
 	s := math.Min(w, c.MaxWeight) / c.MaxWeight
-	scale := float64(c.Levels) / (2 * c.Clip)
-	q := func(v float64) uint32 {
-		v = math.Max(-c.Clip, math.Min(c.Clip, v))
-		f := (v + c.Clip) * scale
-		fl := math.Floor(f)
-		r := uint32(fl)
-		if rng.Float64() < f-fl && r < c.Levels {
-			r++
-		}
-		return r
-	}
+	clip, levels := c.Clip, c.Levels
+	scale := float64(levels) / (2 * clip)
 	for i, v := range update {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+		x := float64(v)
+		if x != x || math.IsInf(x, 0) {
 			return fmt.Errorf("secagg: value %d of the update is %g", i, v)
 		}
-		dst[i] = q(float64(v) * s)
 	}
-	dst[c.Dim-1] = q(s)
+	// Stochastic rounding: up with probability equal to the fraction, from 32 random
+	// bits per value.
+	var bits uint64
+	for i := range dst {
+		x := s
+		if i < len(update) {
+			x = float64(update[i]) * s
+		}
+		if x < -clip {
+			x = -clip
+		} else if x > clip {
+			x = clip
+		}
+		f := (x + clip) * scale // in [0, levels]
+		r := uint32(f)
+		if i&1 == 0 {
+			bits = rng.Uint64()
+		} else {
+			bits >>= 32
+		}
+		if float64(uint32(bits)) < (f-float64(r))*(1<<32) && r < levels {
+			r++
+		}
+		dst[i] = r
+	}
 	return nil
 }
 

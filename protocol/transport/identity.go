@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -35,24 +36,37 @@ func (s KeySigner) Sign(msg []byte) ([]byte, error) {
 // CertVerifier checks a [KeySigner]'s signature against the signer's certificate: the
 // certificate (DER) must chain to Roots, be valid now, carry RoleAgent and name the
 // expected agent as its common name.
+//
+// Chain verification is the costly part and the same certificates come back round after
+// round, so a verifier made by [NewCertVerifier] remembers the certificates it has
+// verified (by hash, until they expire).
 type CertVerifier struct {
 	Roots *x509.CertPool
 	// Now is the clock certificates are checked at; nil means time.Now.
 	Now func() time.Time
+
+	cache *certCache
 }
+
+// NewCertVerifier returns a CertVerifier that remembers verified certificates.
+func NewCertVerifier(roots *x509.CertPool, now func() time.Time) CertVerifier {
+	return CertVerifier{Roots: roots, Now: now, cache: &certCache{m: map[[32]byte]*x509.Certificate{}}}
+}
+
+// certCache holds chain-verified certificates by the SHA-256 of their DER.
+type certCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]*x509.Certificate
+}
+
+// maxCachedCerts bounds a cache; past it, it starts afresh.
+const maxCachedCerts = 1 << 16
 
 // Verify checks that sig is agent's signature of msg, made with the key of cert.
 func (v CertVerifier) Verify(agent string, cert, msg, sig []byte) error {
-	c, err := x509.ParseCertificate(cert)
+	c, err := v.certificate(agent, cert)
 	if err != nil {
-		return fmt.Errorf("certificate of %s: %w", agent, err)
-	}
-	now := time.Now
-	if v.Now != nil {
-		now = v.Now
-	}
-	if _, err := c.Verify(x509.VerifyOptions{Roots: v.Roots, CurrentTime: now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return fmt.Errorf("certificate of %s: %w", agent, err)
+		return err
 	}
 	if c.Subject.CommonName != agent || !slices.Contains(c.Subject.OrganizationalUnit, RoleAgent) {
 		return fmt.Errorf("the certificate names %q, not agent %s", c.Subject.CommonName, agent)
@@ -71,4 +85,38 @@ func (v CertVerifier) Verify(agent string, cert, msg, sig []byte) error {
 		return fmt.Errorf("certificate key of type %T cannot sign", pub)
 	}
 	return nil
+}
+
+// certificate parses cert and verifies its chain, or finds it verified before.
+func (v CertVerifier) certificate(agent string, cert []byte) (*x509.Certificate, error) {
+	now := time.Now
+	if v.Now != nil {
+		now = v.Now
+	}
+	t := now()
+	key := sha256.Sum256(cert)
+	if v.cache != nil {
+		v.cache.mu.Lock()
+		c := v.cache.m[key]
+		v.cache.mu.Unlock()
+		if c != nil && t.After(c.NotBefore) && t.Before(c.NotAfter) {
+			return c, nil
+		}
+	}
+	c, err := x509.ParseCertificate(cert)
+	if err != nil {
+		return nil, fmt.Errorf("certificate of %s: %w", agent, err)
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: v.Roots, CurrentTime: t, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("certificate of %s: %w", agent, err)
+	}
+	if v.cache != nil {
+		v.cache.mu.Lock()
+		if len(v.cache.m) >= maxCachedCerts {
+			clear(v.cache.m)
+		}
+		v.cache.m[key] = c
+		v.cache.mu.Unlock()
+	}
+	return c, nil
 }

@@ -54,10 +54,15 @@ func TestCertSignatures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v := CertVerifier{Roots: pool}
-		if err := v.Verify("site-1", cert, msg, sig); err != nil {
-			t.Fatalf("%T: %v", key, err)
+		for _, v := range []CertVerifier{{Roots: pool}, NewCertVerifier(pool, nil)} {
+			for range 2 { // the second time from the cache, if any
+				if err := v.Verify("site-1", cert, msg, sig); err != nil {
+					t.Fatalf("%T: %v", key, err)
+				}
+			}
 		}
+		v := NewCertVerifier(pool, nil)
+		_ = v.Verify("site-1", cert, msg, sig)
 		tests := []struct {
 			name        string
 			agent       string
