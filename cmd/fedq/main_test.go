@@ -148,6 +148,27 @@ func TestDPCommands(t *testing.T) {
 	}
 }
 
+func TestSecAggGraphCommand(t *testing.T) {
+	code, out, stderr := runCLI(t, "secagg", "graph", "--agents", "100", "--dropout", "0.1", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var g struct {
+		Agents, Neighbours, Threshold int
+		Failure                       float64
+		Complete                      bool
+	}
+	if err := json.Unmarshal([]byte(out), &g); err != nil {
+		t.Fatal(err)
+	}
+	if g.Agents != 100 || g.Neighbours != 34 || g.Threshold != 18 || g.Complete || !(g.Failure > 0 && g.Failure <= 1e-6) {
+		t.Fatalf("graph %+v", g)
+	}
+	if code, _, stderr := runCLI(t, "secagg", "graph", "--agents", "2"); code == 0 || !strings.Contains(stderr, "at least 3") {
+		t.Fatalf("2 agents: exit %d, %s", code, stderr)
+	}
+}
+
 // TestDeviceSelection checks --device on a machine without a usable GPU (the driver
 // library is pointed at a path that does not exist): auto trains on the CPU, cuda fails
 // with the reason, and fedq info says why.
