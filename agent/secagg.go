@@ -167,6 +167,17 @@ func (d *Daemon) secureMessage(m protocol.Message, send func(protocol.Message) e
 	case *protocol.SecAggShares:
 		if err = st.c.ReceiveShares(m.Encrypted); err == nil {
 			close(st.ready)
+			// Expand the masks while the task trains: off the control stream, and off
+			// the round's critical path.
+			go func() {
+				st.mu.Lock()
+				defer st.mu.Unlock()
+				if st.err == nil {
+					if err := st.c.PrepareMasks(); err != nil {
+						d.log.Debug("prepare masks", "task", id, "err", err)
+					}
+				}
+			}()
 		}
 	case *protocol.SecAggUnmaskRequest:
 		if err != nil {

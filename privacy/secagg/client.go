@@ -60,6 +60,7 @@ type Client struct {
 
 	peers map[int]peer // neighbours with good keys
 	held  map[int]held // shares received, from senders in U2 ∩ H(self) (self included)
+	masks []uint32     // the sum of this member's masks, once PrepareMasks has run
 }
 
 // NewClient prepares member's side of the round described by cfg: it validates cfg and
@@ -257,11 +258,34 @@ func (c *Client) MaskedInput(update []float32, w float64, rng *rand.Rand) ([]uin
 	if err := c.cfg.Quantize(y, update, w, rng); err != nil {
 		return nil, c.fail(err)
 	}
-	if err := c.mask(y); err != nil {
+	if c.masks != nil {
+		for i, m := range c.masks {
+			y[i] += m
+		}
+		c.masks = nil
+	} else if err := c.mask(y); err != nil {
 		return nil, c.fail(err)
 	}
 	c.phase = clientMasked
 	return y, nil
+}
+
+// PrepareMasks expands the member's masks as soon as the shares are in, so that
+// MaskedInput only has to add them: an agent calls it while it trains, taking the
+// masks' cost off the round's critical path. It holds one more vector of Dim words.
+func (c *Client) PrepareMasks() error {
+	if err := c.expect(clientReceived, "prepare masks"); err != nil {
+		return err
+	}
+	if c.masks != nil {
+		return nil
+	}
+	m := make([]uint32, c.cfg.Dim)
+	if err := c.mask(m); err != nil {
+		return c.fail(err)
+	}
+	c.masks = m
+	return nil
 }
 
 // mask adds the member's masks to a quantized vector.
