@@ -404,10 +404,13 @@ func (d *Daemon) offer(ctx context.Context, o *protocol.TaskOffer, send func(pro
 		defer d.tasks.done(o.TaskID)
 		if err := d.runTask(tctx, o, spec, data); err != nil {
 			d.secure.remove(o.TaskID) // a secure task that delivered stays for the unmask phase
-			if errors.Is(err, errDroppedOut) {
+			switch {
+			case errors.Is(err, errDroppedOut):
 				_ = quit(send, o, err.Error())
-			} else if tctx.Err() == nil {
+			case tctx.Err() == nil:
+				// Abandon the task at once rather than let the round wait for its deadline.
 				d.log.Warn("task failed", "task", o.TaskID, "err", err)
+				_ = send(&protocol.TaskDecline{TaskID: o.TaskID, Round: o.Round, Code: protocol.CodeOf(err), Reason: "task failed: " + err.Error()})
 			}
 		}
 	}()

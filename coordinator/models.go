@@ -3,7 +3,6 @@ package coordinator
 import (
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -42,9 +41,9 @@ func (s *Server) SetModels(src ModelSource) {
 	s.models.Store(&src)
 }
 
-// serveModel answers a ModelRequest with a tensor stream. Writes have a deadline that
-// grows with the model's size at a floor rate of 1 MB/s, so a reader that stalls cannot
-// hold the stream forever.
+// serveModel answers a ModelRequest with a tensor stream. Each write has a deadline of
+// FirstFrameTimeout, so a reader that stalls cannot hold the stream forever, while one
+// that is slow because a hundred agents download at once still gets the model.
 func (s *Server) serveModel(st *quic.Stream, req *protocol.ModelRequest) error {
 	p := s.models.Load()
 	if p == nil {
@@ -55,9 +54,8 @@ func (s *Server) serveModel(st *quic.Stream, req *protocol.ModelRequest) error {
 		return err
 	}
 	defer ms.Data.Close()
-	size := 4 * protocol.LayoutSize(ms.Layout)
-	_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout + time.Duration(size)*time.Microsecond))
-	if err := protocol.NewTensorWriter(protocol.Limits{}).WriteRaw(st, ms.Layout, ms.Meta, ms.Sum, ms.Data); err != nil {
+	w := transport.IdleWriter{Stream: st, Idle: transport.FirstFrameTimeout}
+	if err := protocol.NewTensorWriter(protocol.Limits{}).WriteRaw(w, ms.Layout, ms.Meta, ms.Sum, ms.Data); err != nil {
 		st.CancelWrite(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
 		return fmt.Errorf("send model %d: %w", req.Version, err)
 	}

@@ -358,3 +358,20 @@ func FetchModel(ctx context.Context, conn *quic.Conn, version uint64, hash proto
 	EndRead(st)
 	return nil
 }
+
+// IdleWriter writes to a stream with a deadline renewed before each Write: a peer that
+// stops reading for Idle fails the write, while one that is merely slow — sharing the
+// link with many others — keeps going.
+type IdleWriter struct {
+	Stream interface {
+		io.Writer
+		SetWriteDeadline(time.Time) error
+	}
+	Idle time.Duration
+}
+
+// Write implements io.Writer.
+func (w IdleWriter) Write(p []byte) (int, error) {
+	_ = w.Stream.SetWriteDeadline(time.Now().Add(w.Idle))
+	return w.Stream.Write(p)
+}
