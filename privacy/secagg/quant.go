@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"unsafe"
 )
 
 // Quantize writes the fixed-point form of an update of weight w into dst, which must
@@ -100,6 +101,10 @@ func pairLabel(i, j int) string {
 // maskChunk is how many words of mask are expanded at a time.
 const maskChunk = 16 << 10
 
+// littleEndian reports whether this machine stores words little-endian, as the masks'
+// key streams are read.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
 // applyMask adds (sub = false) or subtracts the mask that key expands to onto v, modulo
 // 2^32: AES-256-CTR with a zero IV over zeros, read as little-endian words.
 func applyMask(v []uint32, key []byte, sub bool) {
@@ -109,19 +114,25 @@ func applyMask(v []uint32, key []byte, sub bool) {
 	}
 	var iv [aes.BlockSize]byte
 	stream := cipher.NewCTR(block, iv[:])
-	buf := make([]byte, 4*min(maskChunk, len(v)))
+	words := make([]uint32, min(maskChunk, len(v)))
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), 4*len(words))
 	for len(v) > 0 {
 		n := min(len(v), maskChunk)
-		b := buf[:4*n]
+		w, b := words[:n], raw[:4*n]
 		clear(b)
 		stream.XORKeyStream(b, b)
+		if !littleEndian {
+			for i := range w {
+				w[i] = binary.LittleEndian.Uint32(b[4*i:])
+			}
+		}
 		if sub {
-			for i := range n {
-				v[i] -= binary.LittleEndian.Uint32(b[4*i:])
+			for i, x := range w {
+				v[i] -= x
 			}
 		} else {
-			for i := range n {
-				v[i] += binary.LittleEndian.Uint32(b[4*i:])
+			for i, x := range w {
+				v[i] += x
 			}
 		}
 		v = v[n:]

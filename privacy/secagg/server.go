@@ -373,39 +373,29 @@ func (s *Server) AddReveals(member string, r map[string][]byte) error {
 // Finish ends the round: it reconstructs every survivor's self-mask seed and every
 // dropped member's mask key from the reveals, checks each against what the member
 // committed to, removes the masks from the sum and returns the sum of the survivors'
-// quantized vectors (see [Config.Dequantize]) and how many they are.
+// quantized vectors (see [Config.Dequantize]) and how many they are. The work is spread
+// over GOMAXPROCS goroutines.
 func (s *Server) Finish() ([]uint32, int, error) {
 	if err := s.expect(serverUnmask, "finish"); err != nil {
 		return nil, 0, err
 	}
-	type job struct {
-		key []byte
-		sub bool
+	// What to reconstruct: each survivor's self-mask seed, and the mask key of each
+	// dropped member whose masks some survivor used.
+	type secret struct {
+		owner int
+		self  bool
+		users []int // for a dropped member: the survivors that masked with it
 	}
-	var jobs []job
-	t := uint(s.cfg.Threshold - 1)
+	var secrets []secret
 	for _, u := range slices.Sorted(maps.Keys(s.in)) {
 		m := s.cfg.Members[u]
 		if s.survivors[u] {
-			sh := s.selfSh[u]
-			if len(sh) < s.cfg.Threshold {
-				return nil, 0, s.failf("%d reveals of the self mask of %s, threshold %d", len(sh), m, s.cfg.Threshold)
+			if n := len(s.selfSh[u]); n < s.cfg.Threshold {
+				return nil, 0, s.failf("%d reveals of the self mask of %s, threshold %d", n, m, s.cfg.Threshold)
 			}
-			b, err := secretsharing.Recover(t, sh)
-			if err != nil {
-				return nil, 0, s.fatal(fmt.Errorf("secagg: reconstruct the self mask of %s: %w", m, err))
-			}
-			seed, err := b.MarshalBinary()
-			if err != nil {
-				return nil, 0, s.fatal(err)
-			}
-			if selfCommit(s.digest, seed) != s.keys[u].SelfCommit {
-				return nil, 0, s.fatal(fmt.Errorf("secagg: the self mask of %s reconstructs to another seed than it committed to (a corrupt share)", m))
-			}
-			jobs = append(jobs, job{key: maskKey(s.digest, seed, "self"), sub: true})
+			secrets = append(secrets, secret{owner: u, self: true})
 			continue
 		}
-		// A dropped member: remove its pairwise masks from the survivors that used them.
 		var users []int
 		for v := range s.holds[u] {
 			if v != u && s.survivors[v] {
@@ -415,54 +405,87 @@ func (s *Server) Finish() ([]uint32, int, error) {
 		if len(users) == 0 {
 			continue
 		}
-		sh := s.maskSh[u]
-		if len(sh) < s.cfg.Threshold {
-			return nil, 0, s.failf("%d reveals of the mask key of dropped %s, threshold %d", len(sh), m, s.cfg.Threshold)
-		}
-		sc, err := secretsharing.Recover(t, sh)
-		if err != nil {
-			return nil, 0, s.fatal(fmt.Errorf("secagg: reconstruct the mask key of %s: %w", m, err))
-		}
-		sb, err := sc.MarshalBinary()
-		if err != nil {
-			return nil, 0, s.fatal(err)
-		}
-		sec, pub := maskSecret(s.digest, sb)
-		if [32]byte(pub) != s.keys[u].MaskPub {
-			return nil, 0, s.fatal(fmt.Errorf("secagg: the mask key of %s reconstructs to another key than it advertised (a corrupt share)", m))
+		if n := len(s.maskSh[u]); n < s.cfg.Threshold {
+			return nil, 0, s.failf("%d reveals of the mask key of dropped %s, threshold %d", n, m, s.cfg.Threshold)
 		}
 		slices.Sort(users)
-		for _, v := range users {
+		secrets = append(secrets, secret{owner: u, users: users})
+	}
+	type job struct {
+		key []byte
+		sub bool
+	}
+	t := uint(s.cfg.Threshold - 1)
+	// reconstruct turns one secret into the mask jobs that remove it.
+	reconstruct := func(sc secret) ([]job, error) {
+		m := s.cfg.Members[sc.owner]
+		if sc.self {
+			b, err := secretsharing.Recover(t, s.selfSh[sc.owner])
+			if err != nil {
+				return nil, fmt.Errorf("secagg: reconstruct the self mask of %s: %w", m, err)
+			}
+			seed, err := b.MarshalBinary()
+			if err != nil {
+				return nil, err
+			}
+			if selfCommit(s.digest, seed) != s.keys[sc.owner].SelfCommit {
+				return nil, fmt.Errorf("secagg: the self mask of %s reconstructs to another seed than it committed to (a corrupt share)", m)
+			}
+			return []job{{key: maskKey(s.digest, seed, "self"), sub: true}}, nil
+		}
+		sk, err := secretsharing.Recover(t, s.maskSh[sc.owner])
+		if err != nil {
+			return nil, fmt.Errorf("secagg: reconstruct the mask key of %s: %w", m, err)
+		}
+		sb, err := sk.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		sec, pub := maskSecret(s.digest, sb)
+		if [32]byte(pub) != s.keys[sc.owner].MaskPub {
+			return nil, fmt.Errorf("secagg: the mask key of %s reconstructs to another key than it advertised (a corrupt share)", m)
+		}
+		jobs := make([]job, 0, len(sc.users))
+		for _, v := range sc.users {
 			ss, err := pairSecret(sec, s.keys[v].MaskPub)
 			if err != nil {
-				return nil, 0, s.fatal(err)
+				return nil, err
 			}
-			// v added the pair's mask if v < u, subtracted it otherwise: undo that.
-			jobs = append(jobs, job{key: maskKey(s.digest, ss, pairLabel(u, v)), sub: v < u})
+			// v added the pair's mask if v < owner, subtracted it otherwise: undo that.
+			jobs = append(jobs, job{key: maskKey(s.digest, ss, pairLabel(sc.owner, v)), sub: v < sc.owner})
 		}
+		return jobs, nil
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(jobs))
-	if workers > 1 {
-		parts := make([][]uint32, workers)
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Go(func() {
-				acc := make([]uint32, s.cfg.Dim)
-				for i := w; i < len(jobs); i += workers {
-					applyMask(acc, jobs[i].key, jobs[i].sub)
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(secrets)))
+	parts := make([][]uint32, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var acc []uint32
+			for i := w; i < len(secrets); i += workers {
+				jobs, err := reconstruct(secrets[i])
+				if err != nil {
+					errs[w] = err
+					return
 				}
-				parts[w] = acc
-			})
-		}
-		wg.Wait()
-		for _, p := range parts {
-			for i, v := range p {
-				s.sum[i] += v
+				if acc == nil {
+					acc = make([]uint32, s.cfg.Dim)
+				}
+				for _, j := range jobs {
+					applyMask(acc, j.key, j.sub)
+				}
 			}
-		}
-	} else {
-		for _, j := range jobs {
-			applyMask(s.sum, j.key, j.sub)
+			parts[w] = acc
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, s.fatal(err)
+	}
+	for _, p := range parts {
+		for i, v := range p {
+			s.sum[i] += v
 		}
 	}
 	s.phase = serverDone
