@@ -190,3 +190,61 @@ func newClusterObserved(t *testing.T, observe func(string, *protocol.UpdateHeade
 	t.Cleanup(c.stop)
 	return c
 }
+
+// TestSecureRoundSurvivesRestart stops the coordinator in the middle of a secure round —
+// keys shared, some masked inputs in — and starts it again: the interrupted attempt is
+// abandoned (its key material lived only in memory), a new attempt runs with fresh keys,
+// and the versions stay contiguous.
+func TestSecureRoundSurvivesRestart(t *testing.T) {
+	c := newCluster(t)
+	hold := make(chan struct{})
+	var once sync.Once
+	paused := make(chan struct{})
+	for i := range 4 {
+		name := fmt.Sprintf("site-%d", i)
+		drop := func(taskID, phase string) bool {
+			if name == "site-0" && phase == agent.DropUpload && strings.Contains(taskID, ".r1.a1.") {
+				once.Do(func() { close(paused) })
+				<-hold // the first attempt's upload waits for the restart
+			}
+			return false
+		}
+		secureAgent(t, c, name, blobs(200, uint64(i)), nil, drop)
+	}
+	ctx := context.Background()
+	adm := c.admin()
+	spec := strings.Replace(secureTask, `"agents_per_round": 5`, `"agents_per_round": 4`, 1)
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 2); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-paused:
+	case <-time.After(time.Minute):
+		t.Fatal("the secure round never reached the uploads")
+	}
+	adm.Close()
+	c.stop()
+	c.start()
+	close(hold)
+	adm = c.admin()
+	waitForWithin(t, 2*time.Minute, func() bool {
+		ts, err := adm.Tasks(ctx)
+		return err == nil && len(ts) == 1 && ts[0].Status == "done"
+	}, "two secure rounds after the restart")
+	vs, err := adm.Versions(ctx, "blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 3 {
+		t.Fatalf("%d versions, want 3", len(vs))
+	}
+	for i, v := range vs[1:] {
+		// A round may start as soon as a quorum (3) of agents is back.
+		if v.Round != uint64(i+1) || v.Parent != vs[i].Number || v.Metrics["updates"] < 3 {
+			t.Fatalf("version %+v", v)
+		}
+	}
+}
