@@ -68,6 +68,7 @@ func PlotCurves(w io.Writer, versions []VersionPoint, opt PlotOptions) error {
 	bottom.X.Label.Text = "round"
 	bottom.Y.Label.Text = "loss"
 	bottom.Add(plotter.NewGrid())
+	bottom.Legend.Top = true
 	if err := addLine(bottom, test, color.RGBA{R: 37, G: 99, B: 235, A: 255}, "test loss"); err != nil {
 		return err
 	}
