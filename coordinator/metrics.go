@@ -3,6 +3,7 @@ package coordinator
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,9 +173,15 @@ func (m *metrics) untrack(conn *quic.Conn) {
 	m.connMu.Unlock()
 }
 
-// reject counts a refused or broken upload by its error code.
+// reject counts a refused or broken upload by its error code. A code this build does
+// not define (a peer can reset a stream with any number) counts as "other", so that
+// peers cannot grow the label's values.
 func (m *metrics) reject(err error) {
-	m.rejected.WithLabelValues(protocol.CodeOf(err).String()).Inc()
+	reason := protocol.CodeOf(err).String()
+	if strings.HasPrefix(reason, "code-") {
+		reason = "other"
+	}
+	m.rejected.WithLabelValues(reason).Inc()
 }
 
 // setVersion sets the gauges of a task's latest version.
@@ -182,6 +189,8 @@ func (m *metrics) setVersion(name string, v store.Version, spent *float64) {
 	m.version.WithLabelValues(name).Set(float64(v.Number))
 	if acc, ok := v.Metrics["accuracy"]; ok {
 		m.accuracy.WithLabelValues(name).Set(acc)
+	} else {
+		m.accuracy.DeleteLabelValues(name) // not evaluated: no stale figure
 	}
 	if l, ok := v.Metrics["test_loss"]; ok {
 		m.loss.WithLabelValues(name).Set(l)

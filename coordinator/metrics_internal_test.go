@@ -1,6 +1,9 @@
 package coordinator
 
 import (
+	"errors"
+	"io"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -8,7 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fedq/fedq/coordinator/engine"
+	"github.com/fedq/fedq/coordinator/store"
 	"github.com/fedq/fedq/coordinator/task"
+	"github.com/fedq/fedq/protocol"
 )
 
 // TestObserveFailedAttemptRetriedAtOnce feeds the observer a script of engine steps: an
@@ -99,5 +104,59 @@ func TestObserveFailedAttemptRetriedAtOnce(t *testing.T) {
 	}
 	if len(v.online) != 2 || v.online[0].Value != 3 || !v.online[1].Time.Equal(at(3)) {
 		t.Errorf("online samples %v, want 3 at 0 s and at 3 s (ticks ≥ 2 s apart)", v.online)
+	}
+}
+
+// TestRejectReasonsAreBounded checks that upload rejections are labelled by the
+// protocol's named codes, and that a number a peer made up becomes "other".
+func TestRejectReasonsAreBounded(t *testing.T) {
+	m := newMetrics(func() float64 { return 0 })
+	for _, err := range []error{
+		protocol.NewError(protocol.CodeStaleBase, "old"),
+		protocol.NewError(protocol.CodeInvalid, "NaN"),
+		protocol.NewError(protocol.ErrorCode(60001), "made up"),
+		protocol.NewError(protocol.ErrorCode(60002), "made up too"),
+		errors.New("plain"),
+	} {
+		m.reject(err)
+	}
+	want := map[string]float64{"stale-base": 1, "invalid": 1, "other": 2, "internal": 1}
+	if n := testutil.CollectAndCount(m.rejected); n != len(want) {
+		t.Errorf("%d reasons, want %d", n, len(want))
+	}
+	for reason, n := range want {
+		if got := testutil.ToFloat64(m.rejected.WithLabelValues(reason)); got != n {
+			t.Errorf("rejected{reason=%q} = %v, want %v", reason, got, n)
+		}
+	}
+}
+
+// TestVersionGauges checks the gauges of a private task's latest version, set when the
+// task is added (or restored) and when a round commits.
+func TestVersionGauges(t *testing.T) {
+	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Now: time.Now}}
+	s.metrics = newMetrics(func() float64 { return 0 })
+	r := newRounds(s)
+	spec := &task.Spec{Name: "p", Privacy: &task.Privacy{Mode: task.Central, Epsilon: 4, Delta: 1e-5}}
+	tm := &taskModel{spec: spec, version: store.Version{Number: 7, Metrics: map[string]float64{"accuracy": 0.9, "test_loss": 0.3, "train_loss": 0.4},
+		Privacy: &store.PrivacySpent{Epsilon: 1.5}}}
+	r.tasks["p"] = tm
+	r.observe(engine.TaskAdded{State: engine.TaskState{Spec: spec}}, nil)
+	gauges := func() []float64 {
+		return []float64{testutil.ToFloat64(s.metrics.version.WithLabelValues("p")), testutil.ToFloat64(s.metrics.accuracy.WithLabelValues("p")),
+			testutil.ToFloat64(s.metrics.loss.WithLabelValues("p")), testutil.ToFloat64(s.metrics.trainLoss.WithLabelValues("p")),
+			testutil.ToFloat64(s.metrics.epsilon.WithLabelValues("p")), testutil.ToFloat64(s.metrics.budget.WithLabelValues("p"))}
+	}
+	if got, want := gauges(), []float64{7, 0.9, 0.3, 0.4, 1.5, 4}; !slices.Equal(got, want) {
+		t.Errorf("after TaskAdded: version, accuracy, loss, train loss, ε, budget = %v, want %v", got, want)
+	}
+	// A version without a test loss (no central evaluation): the loss is the training loss.
+	tm.version = store.Version{Number: 8, Metrics: map[string]float64{"train_loss": 0.2}, Privacy: &store.PrivacySpent{Epsilon: 2}}
+	r.observe(engine.Committed{TaskID: "p.r2.a1.x", Version: engine.Version{Number: 8}}, nil)
+	if n := testutil.CollectAndCount(s.metrics.accuracy); n != 0 {
+		t.Errorf("after a version without accuracy: %d accuracy series, want none (no stale figure)", n)
+	}
+	if got, want := gauges(), []float64{8, 0, 0.2, 0.2, 2, 4}; !slices.Equal(got, want) {
+		t.Errorf("after Committed: %v, want %v", got, want)
 	}
 }
