@@ -170,7 +170,9 @@ func (r *rounds) step(ev engine.Event) {
 	queue := []engine.Event{ev}
 	for len(queue) > 0 {
 		ev, queue = queue[0], queue[1:]
-		for _, a := range r.eng.Step(ev) {
+		acts := r.eng.Step(ev)
+		r.observe(ev, acts)
+		for _, a := range acts {
 			if next := r.do(a); next != nil {
 				queue = append(queue, next)
 			}
@@ -538,9 +540,11 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 		return err
 	}
 	if admitErr != nil {
+		r.srv.metrics.reject(admitErr)
 		return admitErr
 	}
 	failed := func(err error) error {
+		r.srv.metrics.reject(err)
 		r.post(func() { r.step(engine.UpdateFailed{Agent: agent, TaskID: hdr.TaskID, Err: err}) })
 		return err
 	}

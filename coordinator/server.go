@@ -81,6 +81,7 @@ type Server struct {
 	started  time.Time
 	blobs    *store.Blobs
 	rounds   *rounds
+	metrics  *metrics
 }
 
 // session is a connected agent.
@@ -161,6 +162,7 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, ca: auth, store: st, log: cfg.Logger, sessions: map[string]*session{}, started: cfg.Now()}
+	s.metrics = newMetrics(func() float64 { return float64(s.Online()) })
 	if err := s.restore(); err != nil {
 		st.Close()
 		return nil, err
@@ -487,6 +489,8 @@ func (s *Server) serveAgent(ctx context.Context, conn *quic.Conn, peer transport
 	ss := &session{agent: peer.ID, id: newSessionID(), conn: conn, remote: conn.RemoteAddr().String(), since: now,
 		hello: hello, ctrl: st, ctrlW: protocol.NewWriter(st, 0), out: make(chan protocol.Message, sessionQueue)}
 	ss.lastSeen.Store(now.UnixNano())
+	s.metrics.track(conn)
+	defer s.metrics.untrack(conn)
 	if !s.addSession(ss) {
 		rejectAndClose(conn, st, protocol.NewError(protocol.CodeShuttingDown, "coordinator shutting down"))
 		return

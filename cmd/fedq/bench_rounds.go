@@ -42,6 +42,7 @@ coordinator's peak resident memory against the model's size.`,
 			&cli.Float64Flag{Name: "dropout", Usage: "share of the agents that drop out of each round after training (a different set each round)"},
 			&cli.StringFlag{Name: "coordinator-profile", Usage: "write the coordinator's CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
 			&cli.StringFlag{Name: "agents-profile", Usage: "write the agents' (this process's) CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
+			&cli.BoolFlag{Name: "dashboard", Usage: "serve the coordinator's dashboard (--http) and time GET /api/tasks/bench and /metrics, idle and during the rounds"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log the coordinator (info) and the agents (debug) to stderr"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
@@ -88,6 +89,13 @@ func runBenchRounds(c *cli.Context) error {
 		"--heartbeat", "10s", "--staging", fmt.Sprint(c.Int("staging"))}
 	if p := c.String("coordinator-profile"); p != "" {
 		args = append(args, "--cpuprofile", p+".cpu", "--memprofile", p+".heap")
+	}
+	web := ""
+	if c.Bool("dashboard") {
+		if web, err = freeTCPAddrNow(); err != nil {
+			return err
+		}
+		args = append(args, "--http", web)
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, c.App.ErrWriter
@@ -166,9 +174,26 @@ func runBenchRounds(c *cli.Context) error {
 		}
 		defer stop()
 	}
+	var probe *dashboardProbe
+	var idle, busy map[string]map[string]float64
+	if web != "" {
+		if probe, err = newDashboardProbe(web, dir, "/api/tasks/bench", "/metrics"); err != nil {
+			return err
+		}
+		probe.sample(ctx, 20, 50*time.Millisecond)
+		idle = probe.report()
+	}
 	start := time.Now()
 	if _, err := adm.StartRounds(ctx, "bench", rounds); err != nil {
 		return err
+	}
+	probed := make(chan struct{})
+	pctx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	if probe != nil {
+		go func() { probe.sample(pctx, 0, 50*time.Millisecond); close(probed) }()
+	} else {
+		close(probed)
 	}
 	for {
 		ts, err := adm.Tasks(ctx)
@@ -181,6 +206,11 @@ func runBenchRounds(c *cli.Context) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	wall := time.Since(start)
+	stopProbe()
+	<-probed
+	if probe != nil {
+		busy = probe.report()
+	}
 	vs, err := adm.Versions(ctx, "bench")
 	if err != nil {
 		return err
@@ -198,6 +228,9 @@ func runBenchRounds(c *cli.Context) error {
 	rep := map[string]any{"agents": n, "params": v0.Params, "secagg": c.Bool("secagg"), "dropouts_per_round": drops, "rounds": rounds, "seconds_per_round_median": per[len(per)/2],
 		"seconds_per_round_mean": wall.Seconds() / float64(rounds), "coordinator_rss_mb": float64(rss) / 1024,
 		"coordinator_rss_peak_mb": float64(peak) / 1024, "model_mb": modelMB, "peak_rss_over_model": float64(peak) / 1024 / modelMB}
+	if probe != nil {
+		rep["dashboard_idle"], rep["dashboard_during_rounds"] = idle, busy
+	}
 	if c.Bool("json") {
 		return json.NewEncoder(c.App.Writer).Encode(rep)
 	}
@@ -208,6 +241,10 @@ func runBenchRounds(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "%s, %d of them dropping out per round; ", mode, drops)
 	fmt.Fprintf(c.App.Writer, "%d agents, %d parameters (%.1f MB): %.1f ms per round (median of %d; mean %.1f ms); coordinator peak RSS %.0f MB = %.1f× the model\n",
 		n, v0.Params, modelMB, 1000*per[len(per)/2], len(per), 1000*wall.Seconds()/float64(rounds), float64(peak)/1024, float64(peak)/1024/modelMB)
+	if probe != nil {
+		printDashboardReport(c.App.Writer, "idle", idle)
+		printDashboardReport(c.App.Writer, "during rounds", busy)
+	}
 	return nil
 }
 

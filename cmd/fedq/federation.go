@@ -109,6 +109,9 @@ func coordinatorCommand() *cli.Command {
 				&cli.IntFlag{Name: "gc-percent", Value: 25, Usage: "how far (%) the heap may grow past live data before Go collects it; " +
 					"the coordinator's live data is a few model-sized buffers without pointers, cheap to scan, so a low value bounds memory " +
 					"near 3-4 models at little CPU cost (GOGC in the environment wins; -1 turns the collector off)"},
+				&cli.StringFlag{Name: "http", Usage: "serve the dashboard and /metrics on this TCP address (e.g. 127.0.0.1:8080), behind the admin token"},
+				&cli.StringFlag{Name: "http-token-file", Usage: "the dashboard's admin token, made on first use (default: dashboard.token in --dir)"},
+				&cli.BoolFlag{Name: "metrics-public", Usage: "serve /metrics without the token (for a scraper on a trusted network)"},
 			},
 			Action: func(c *cli.Context) error {
 				if os.Getenv("GOGC") == "" {
@@ -124,7 +127,7 @@ func coordinatorCommand() *cli.Command {
 					return err
 				}
 				defer stop()
-				return srv.Serve(c.Context)
+				return runCoordinatorDashboard(c, srv, c.String("http"), c.String("http-token-file"))
 			},
 		}},
 	}

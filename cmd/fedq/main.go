@@ -76,6 +76,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			roundCommand(),
 			statusCommand(),
 			versionsCommand(),
+			plotCommand(),
 			modelCommand(),
 			simCommand(),
 			dpCommand(),

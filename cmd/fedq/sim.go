@@ -5,9 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/urfave/cli/v2"
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
 
 	"github.com/fedq/fedq/aggregation"
 	"github.com/fedq/fedq/coordinator/sim"
@@ -48,7 +45,9 @@ et al. (2017)'s 2NN on IID data:
 			&cli.Float64Flag{Name: "dropout", Usage: "probability that a selected agent drops out of a round, at a random phase (with --secagg: of the key exchange too)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
 			&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
-			&cli.StringFlag{Name: "plot", Usage: "write the test-accuracy curve to this PNG file"},
+			&cli.StringFlag{Name: "plot", Usage: "write the test accuracy and loss curves to this PNG file"},
+			&cli.StringFlag{Name: "dashboard", Usage: "serve the live dashboard on this TCP address (e.g. 127.0.0.1:8080); its URL, with a fresh token, goes to stderr"},
+			&cli.BoolFlag{Name: "dashboard-hold", Usage: "with --dashboard: keep the federation and its dashboard up after the last round, until interrupted"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object at the end instead of a line per round"},
 			&cli.BoolFlag{Name: "verbose", Usage: "show the coordinator's and agents' logs"},
 		},
@@ -90,6 +89,9 @@ func runSim(c *cli.Context) error {
 	if c.Bool("verbose") {
 		cfg.Logger = slog.Default()
 	}
+	if addr := c.String("dashboard"); addr != "" {
+		cfg.Serving, cfg.Linger = simDashboard(c, addr), c.Bool("dashboard-hold")
+	}
 	w := c.App.Writer
 	if !c.Bool("json") {
 		fmt.Fprintf(w, "federation of %d agents, %s, %s partition, C=%g E=%d B=%d lr=%g, strategy %s\n", cfg.Agents, cfg.Model, cfg.Partition,
@@ -116,7 +118,7 @@ func runSim(c *cli.Context) error {
 		return err
 	}
 	if p := c.String("plot"); p != "" {
-		if err := plotAccuracy(p, res, cfg); err != nil {
+		if err := plotSim(p, res, cfg); err != nil {
 			return fmt.Errorf("--plot: %w", err)
 		}
 	}
@@ -136,30 +138,4 @@ func runSim(c *cli.Context) error {
 		fmt.Fprintf(w, "privacy spent: ε = %.4g at δ = %g (noise multiplier %.4g)\n", res.Epsilon, res.Delta, res.NoiseMultiplier)
 	}
 	return nil
-}
-
-// plotAccuracy draws test accuracy per round.
-func plotAccuracy(path string, res *sim.Result, cfg sim.Config) error {
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("fedq sim: %s, %d agents, %s, C=%g E=%d B=%d", cfg.Model, cfg.Agents, cfg.Partition, cfg.Fraction, cfg.Epochs, cfg.Batch)
-	p.X.Label.Text = "round"
-	p.Y.Label.Text = "test accuracy"
-	pts := make(plotter.XYs, len(res.Rounds))
-	for i, r := range res.Rounds {
-		pts[i] = plotter.XY{X: float64(r.Round), Y: r.Accuracy}
-	}
-	line, err := plotter.NewLine(pts)
-	if err != nil {
-		return err
-	}
-	p.Add(line, plotter.NewGrid())
-	if cfg.Target > 0 {
-		target, err := plotter.NewLine(plotter.XYs{{X: 0, Y: cfg.Target}, {X: float64(max(1, len(res.Rounds))), Y: cfg.Target}})
-		if err != nil {
-			return err
-		}
-		target.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
-		p.Add(target)
-	}
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
 }

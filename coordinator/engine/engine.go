@@ -789,3 +789,32 @@ func (e *Engine) Tasks() []TaskStatus {
 
 // Online is the number of agents the engine knows to be connected.
 func (e *Engine) Online() int { return len(e.agents) }
+
+// Progress is a cheap snapshot of one task, for observers that look after every step
+// (the driver's metrics): no per-agent work.
+type Progress struct {
+	Status     Status
+	NextRound  uint64
+	RoundsLeft int
+	Waiting    bool
+	// TaskID and Phase are those of the running round; TaskID is "" when none runs.
+	TaskID    string
+	Round     uint64
+	Attempt   uint32
+	Phase     Phase
+	Selected  int
+	Delivered int
+}
+
+// Progress reports a task's progress in constant time; ok is false for an unknown task.
+func (e *Engine) Progress(name string) (p Progress, ok bool) {
+	t := e.tasks[name]
+	if t == nil {
+		return Progress{}, false
+	}
+	p = Progress{Status: t.Status, NextRound: t.Round, RoundsLeft: t.RoundsLeft, Waiting: t.waiting}
+	if r := t.cur; r != nil {
+		p.TaskID, p.Round, p.Attempt, p.Phase, p.Selected, p.Delivered = r.taskID, r.round, r.attempt, r.phase, len(r.parts), r.updates
+	}
+	return p, true
+}

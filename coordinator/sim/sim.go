@@ -87,6 +87,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress, when set, is called after every committed round.
 	Progress func(Round)
+	// Serving, when set, is called with the coordinator once it serves, before the
+	// agents start (fedq sim --dashboard serves its dashboard from there); Run calls the
+	// function it returns, if not nil, before it stops the coordinator.
+	Serving func(*coordinator.Server) (stop func())
+	// Linger keeps the federation up after the last round until ctx is done, and Run
+	// then returns the results as usual (to look at the dashboard).
+	Linger bool
 }
 
 // attack is what Byzantine agents of a simulation can do, with its default scale s.
@@ -300,6 +307,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(sctx) }()
 	defer func() { stopCoord(); <-served }()
+	if cfg.Serving != nil {
+		if stop := cfg.Serving(srv); stop != nil {
+			defer stop()
+		}
+	}
 
 	// Enroll and start the agents.
 	actx, stopAgents := context.WithCancel(ctx)
@@ -417,9 +429,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	elapsed := time.Since(started)
+	if cfg.Linger {
+		<-ctx.Done()
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	res.Seconds = time.Since(started).Seconds()
+	res.Seconds = elapsed.Seconds()
 	if p := ts.Privacy; p != nil {
 		if res.Epsilon, err = ts.Spent(uint64(len(res.Rounds))); err != nil {
 			return nil, err
