@@ -49,6 +49,8 @@ type Spec struct {
 	Seed uint64 `json:"seed,omitempty"`
 	// Privacy, when set, makes the task differentially private (see Privacy).
 	Privacy *Privacy `json:"privacy,omitempty"`
+	// Semi, when set, makes the task semi-supervised (see Semi).
+	Semi *Semi `json:"semi,omitempty"`
 }
 
 // Train is local training's configuration.
@@ -251,6 +253,11 @@ func (s *Spec) Normalize() error {
 	}
 	if s.Deadlines.Train < s.Deadlines.Configure {
 		return bad("deadlines.train", "must be at least deadlines.configure")
+	}
+	if s.Semi != nil {
+		if err := s.Semi.normalize(s); err != nil {
+			return err
+		}
 	}
 	if s.Privacy != nil {
 		return s.Privacy.normalize(s)
