@@ -334,6 +334,8 @@ type TaskOffer struct {
 	SecAgg *SecAggParams `cbor:"10,keyasint,omitempty"`
 	// DP, when set, asks for local differential-privacy steps.
 	DP *DPParams `cbor:"11,keyasint,omitempty"`
+	// Semi, when set, asks for semi-supervised local training (FixMatch).
+	Semi *SemiParams `cbor:"20,keyasint,omitempty"`
 }
 
 // TrainConfig holds the hyper-parameters of a training task.
@@ -442,6 +444,11 @@ func (m *TaskOffer) Validate() error {
 			checkPosFinite("TaskOffer.SecAgg.ClipRange", s.ClipRange),
 			checkLen("TaskOffer.SecAgg.Extra", s.Extra, MaxModelSpecLen),
 		); err != nil {
+			return err
+		}
+	}
+	if s := m.Semi; s != nil {
+		if err := s.validate(); err != nil {
 			return err
 		}
 	}
