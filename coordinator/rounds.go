@@ -64,6 +64,7 @@ type taskModel struct {
 	record   *store.RoundRecord   // the running attempt
 	results  []aggregation.Result // the running round's metrics from agents
 	staging  chan []float32       // model-sized buffers for uploads being received
+	semi     *semiModel           // labels at the coordinator: see finetune.go
 }
 
 // startAggregate resets the aggregator for a new round, into the task's accumulator;
@@ -240,6 +241,9 @@ func (r *rounds) submit(spec *task.Spec) (store.Version, error) {
 	if err != nil {
 		return store.Version{}, protocol.NewError(protocol.CodeInvalid, "%v", err)
 	}
+	if err := r.warmUp(tm); err != nil {
+		return store.Version{}, protocol.NewError(protocol.CodeInvalid, "%v", err)
+	}
 	hash, err := r.srv.blobs.Put(tm.accum)
 	if err != nil {
 		return store.Version{}, err
@@ -283,6 +287,7 @@ func (r *rounds) do(a engine.Action) engine.Event {
 			offer.DP = &protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: p.Clip, NoiseMultiplier: p.NoiseMultiplier,
 				MinRecords: uint32(p.MinRecords)}
 		}
+		offer.Semi = semiParams(tm.spec.Semi)
 		r.srv.sendTo(a.Agent, offer)
 	case engine.CancelOffer:
 		r.srv.sendTo(a.Agent, &protocol.TaskCancel{TaskID: a.TaskID, Reason: a.Reason, Code: protocol.CodeCancelled})
@@ -354,6 +359,9 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 			k = "train_" + k
 		}
 		metrics[k] = v
+	}
+	if err := r.fineTune(tm, a.Round, next, metrics); err != nil {
+		return fail(err)
 	}
 	if ev := r.srv.cfg.Evaluate; ev != nil && tm.strategy.ConfigureEvaluate(a.Round) {
 		m, err := ev(a.Task, a.Round, tm.mspec, next)
