@@ -267,6 +267,10 @@ func agentsCommand() *cli.Command {
 			for _, a := range list {
 				var ds []string
 				for _, d := range a.Capabilities.Datasets {
+					if d.Unlabelled > 0 {
+						ds = append(ds, fmt.Sprintf("%s(%d, %d unlabelled)", d.Name, d.Examples, d.Unlabelled))
+						continue
+					}
 					ds = append(ds, fmt.Sprintf("%s(%d)", d.Name, d.Examples))
 				}
 				seen := "-"

@@ -44,7 +44,8 @@ type Semi struct {
 	// trained on the labelled set before round 1 (default 30).
 	WarmupEpochs int `json:"warmup_epochs,omitempty"`
 	// FineTune, for LabelsAtCoordinator, is the coordinator's training on the labelled
-	// set after each aggregation (defaults: 5 epochs, batch 10, lr 0.05, momentum 0.9).
+	// set after each aggregation, also used for the warm-up (defaults: 5 epochs, the
+	// task's batch, lr 0.05, no momentum — the CNN diverged at lr 0.05 with momentum 0.9).
 	FineTune FineTune `json:"finetune,omitzero"`
 }
 
@@ -65,7 +66,6 @@ const (
 	DefaultWarmupEpochs = 30
 	DefaultFineTune     = 5
 	DefaultFineTuneLR   = 0.05
-	DefaultFineTuneMom  = 0.9
 )
 
 // normalize fills the defaults and checks the fields against the rest of the spec.
@@ -122,9 +122,6 @@ func (m *Semi) normalize(s *Spec) error {
 	}
 	if f.LR == 0 {
 		f.LR = DefaultFineTuneLR
-	}
-	if f.Momentum == 0 {
-		f.Momentum = DefaultFineTuneMom
 	}
 	switch {
 	case f.Epochs < 0 || f.Epochs > 1000:
