@@ -118,7 +118,8 @@ func (c *cycler) take(dst []int, n int) []int {
 // TrainSemi trains m on the partly labelled (or unlabelled) dataset d with FixMatch (see
 // Semi). cfg's Epochs, Batch, Seed and MaxSteps mean what they mean for Train; DP-SGD
 // (cfg.DP) is not supported here and is refused. The result's Samples counts the samples
-// of every step, labelled and unlabelled.
+// of every step, labelled and unlabelled, kept or not (an agent's FedAvg weight is the
+// data it looked at).
 func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d *dataset.Dataset, cfg TrainConfig, s Semi) (SemiResult, error) {
 	if !m.Trainable() {
 		return SemiResult{}, fmt.Errorf("train semi: %w", errInference)
@@ -210,6 +211,7 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 				}
 			}
 			res.Steps++
+			res.Samples += len(li) + len(ui) // looked at, whether or not any was kept
 			if n == 0 || (len(li) == 0 && s.LambdaU == 0) {
 				continue // nothing to learn from in this step
 			}
@@ -230,7 +232,6 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 			lossSteps++
 			correct += c
 			labelled += len(li)
-			res.Samples += len(li) + len(ui)
 			if cfg.Progress != nil {
 				el := time.Since(start)
 				cfg.Progress(TrainProgress{Epoch: e + 1, Epochs: cfg.Epochs, Step: step + 1, Steps: steps, Samples: res.Samples,

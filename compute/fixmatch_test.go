@@ -166,6 +166,11 @@ func TestFixMatchThreshold(t *testing.T) {
 			if res.Unlabelled != u.Len() || res.Kept != want || res.Correct != wantRight {
 				t.Fatalf("pseudo-labelled %d, kept %d, correct %d; want %d, %d, %d", res.Unlabelled, res.Kept, res.Correct, u.Len(), want, wantRight)
 			}
+			// Every example looked at counts, kept or not: an agent none of whose
+			// pseudo-labels pass τ still sends a (zero) update with its weight.
+			if res.Samples != u.Len() {
+				t.Fatalf("samples %d, want %d", res.Samples, u.Len())
+			}
 			moved := !slices.Equal(base, m.Values())
 			if moved != (want > 0) {
 				t.Fatalf("kept %d, weights moved: %v", want, moved)
