@@ -87,6 +87,10 @@ type Config struct {
 	// parameter order) just before it is sent. fedq sim uses it to play Byzantine
 	// agents; a site could use it for local privacy mechanisms.
 	BeforeUpload func(round uint64, update []float32)
+	// TrueLabels, for simulation only, holds the hidden true labels of datasets whose
+	// labels were removed (by dataset name, one per example): semi-supervised training
+	// scores its pseudo-labels against them (pseudo_accuracy). Training never uses them.
+	TrueLabels map[string][]int32
 	// DropOut, when set, is asked at each step of a task (the Drop… phases); true makes
 	// the agent silently stop taking part in that task, as if it had dropped out. fedq
 	// sim --dropout uses it to exercise the rounds' dropout handling.

@@ -26,8 +26,13 @@ type LocalData struct {
 //	DIR            a folder holding MNIST-format IDX files (its training split)
 //	FILE.csv       numeric features, label in the last column (empty label: unlabelled);
 //	               a first row of names is recognised as a header
+//
+// SOURCE,unlabelled drops every label of the source: the dataset is offered as
+// unlabelled, for semi-supervised tasks (a site whose labels must not be used, or a
+// rehearsal of one). Partly labelled CSV files need no flag: empty labels are missing.
 func ParseDataFlag(flag string) (*LocalData, error) {
 	name, src, ok := strings.Cut(flag, "=")
+	src, drop := strings.CutSuffix(src, UnlabelledSuffix)
 	if !ok || name == "" || src == "" {
 		return nil, fmt.Errorf("--data %q: want NAME=SOURCE, e.g. mnist=mnist or sales=/data/sales.csv", flag)
 	}
@@ -39,8 +44,16 @@ func ParseDataFlag(flag string) (*LocalData, error) {
 		return nil, fmt.Errorf("--data %s: %w", flag, err)
 	}
 	d.Name = name
+	if drop {
+		for i := range d.Y {
+			d.Y[i] = dataset.Unlabelled
+		}
+	}
 	return &LocalData{Name: name, Source: src, Data: d}, nil
 }
+
+// UnlabelledSuffix, after a --data SOURCE, drops the source's labels.
+const UnlabelledSuffix = ",unlabelled"
 
 func loadSource(src string) (*dataset.Dataset, error) {
 	switch {

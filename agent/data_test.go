@@ -19,13 +19,16 @@ func TestParseDataFlag(t *testing.T) {
 	}{
 		{"a=" + withHeader, 3, 2, 2},
 		{"b=" + noHeader, 2, 2, 2},
+		{"c=" + withHeader + UnlabelledSuffix, 3, 0, 2},
+		{"d=" + noHeader + UnlabelledSuffix, 2, 0, 2},
 	} {
 		ld, err := ParseDataFlag(tc.flag)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.flag, err)
 		}
 		info := Describe([]*LocalData{ld})[0]
-		if int(info.Examples) != tc.examples || int(info.Labelled) != tc.labelled || int(info.Classes) != tc.cls || info.Name != ld.Name {
+		if int(info.Examples) != tc.examples || int(info.Labelled) != tc.labelled || int(info.Unlabelled) != tc.examples-tc.labelled ||
+			int(info.Classes) != tc.cls || info.Name != ld.Name {
 			t.Errorf("%s: %+v", tc.flag, info)
 		}
 	}

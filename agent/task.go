@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"sync"
 	"time"
@@ -107,6 +108,9 @@ func (d *Daemon) checkOffer(o *protocol.TaskOffer) (compute.Spec, *dataset.Datas
 	default:
 		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "optimizer %q is not supported", o.Config.Optimizer)
 	}
+	if o.Semi != nil && o.DP != nil {
+		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "record-level DP with pseudo-labels is not supported by this agent build")
+	}
 	if p := o.DP; p != nil {
 		if p.Mechanism != protocol.MechanismDPSGD {
 			return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "differential privacy mechanism %q is not supported by this agent build (have: %s)", p.Mechanism, protocol.MechanismDPSGD)
@@ -191,7 +195,13 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 		perEpoch := (data.Len() + cfg.Batch - 1) / cfg.Batch
 		cfg.Epochs = (cfg.MaxSteps + perEpoch - 1) / perEpoch
 	}
-	res, err := compute.Train(ctx, m, opt, data, cfg)
+	var res compute.TrainResult
+	var semi map[string]float64
+	if o.Semi != nil {
+		res, semi, err = trainSemi(ctx, m, opt, data, cfg, o.Semi, d.cfg.TrueLabels[o.Dataset])
+	} else {
+		res, err = compute.Train(ctx, m, opt, data, cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -204,6 +214,7 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 		hook(o.Round, delta)
 	}
 	metrics := map[string]float64{"loss": res.Loss, "accuracy": res.Accuracy, "train_seconds": res.Elapsed.Seconds()}
+	maps.Copy(metrics, semi)
 	for k, v := range metrics {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			delete(metrics, k)

@@ -36,3 +36,27 @@ func TestCheckOfferPrivacy(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckOfferSemi: an agent takes semi-supervised offers (with or without labels of
+// its own), but not with record-level DP, which it cannot account for with pseudo-labels.
+func TestCheckOfferSemi(t *testing.T) {
+	unl := &dataset.Dataset{Name: "u", X: make([]float32, 4*3), Y: []int32{-1, -1, -1}, Shape: []int{4}, NumClasses: 2}
+	d := &Daemon{cfg: Config{Data: map[string]*dataset.Dataset{"u": unl}}}
+	spec := []byte(`{"input":[4],"classes":2,"layers":[{"type":"dense","out":2}]}`)
+	semi := &protocol.SemiParams{Threshold: 0.95, LambdaU: 1, Ratio: 7}
+	for _, tc := range []struct {
+		name string
+		dp   *protocol.DPParams
+		want string
+	}{
+		{"semi", nil, ""},
+		{"semi with dp-sgd", &protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: 1, NoiseMultiplier: 1}, "pseudo-labels is not supported"},
+	} {
+		o := &protocol.TaskOffer{TaskID: "t", Kind: protocol.TaskTrain, Dataset: "u", ModelSpec: spec, DP: tc.dp, Semi: semi,
+			Config: protocol.TrainConfig{Batch: 2, LR: 0.1, LocalSteps: 5}}
+		_, _, err := d.checkOffer(o)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/compute/dataset"
 	"github.com/fedq/fedq/coordinator"
 	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/coordinator/store"
@@ -47,7 +48,8 @@ type cluster struct {
 	done      chan error
 	shift     atomic.Int64 // added to the coordinator's clock
 	// observe, if set before start, sees every update the coordinator receives.
-	observe func(agent string, hdr *protocol.UpdateHeader, plain []float32, masked []uint32)
+	observe  func(agent string, hdr *protocol.UpdateHeader, plain []float32, masked []uint32)
+	labelled map[string]*dataset.Dataset
 }
 
 func newCluster(t testing.TB) *cluster { return newClusterHB(t, time.Second) }
@@ -69,7 +71,7 @@ func newClusterHB(t testing.TB, heartbeat time.Duration) *cluster {
 func (c *cluster) start() {
 	c.t.Helper()
 	srv, err := coordinator.Listen(coordinator.Config{Dir: c.dir, Listen: c.addr, Heartbeat: c.heartbeat,
-		Logger: quietLogger(), Now: func() time.Time { return time.Now().Add(time.Duration(c.shift.Load())) }, ObserveUpdate: c.observe})
+		Logger: quietLogger(), Now: func() time.Time { return time.Now().Add(time.Duration(c.shift.Load())) }, ObserveUpdate: c.observe, Labelled: c.labelled})
 	if err != nil {
 		c.t.Fatal(err)
 	}

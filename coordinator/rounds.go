@@ -71,6 +71,7 @@ type taskModel struct {
 	// of masked uploads.
 	sa          *secureRound
 	maskStaging chan []uint32
+	semi        *semiModel // labels at the coordinator: see finetune.go
 }
 
 // startAggregate resets the aggregator for a new round, into the task's accumulator;
@@ -252,6 +253,9 @@ func (r *rounds) submit(spec *task.Spec) (store.Version, error) {
 	if err != nil {
 		return store.Version{}, protocol.NewError(protocol.CodeInvalid, "%v", err)
 	}
+	if err := r.warmUp(tm); err != nil {
+		return store.Version{}, protocol.NewError(protocol.CodeInvalid, "%v", err)
+	}
 	hash, err := r.srv.blobs.Put(tm.accum)
 	if err != nil {
 		return store.Version{}, err
@@ -301,6 +305,7 @@ func (r *rounds) do(a engine.Action) engine.Event {
 			offer.DP = &protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: p.Clip, NoiseMultiplier: p.NoiseMultiplier,
 				MinRecords: uint32(p.MinRecords)}
 		}
+		offer.Semi = semiParams(tm.spec.Semi)
 		if tm.sa != nil && tm.sa.cfg.Round == a.TaskID {
 			offer.SecAgg = tm.sa.params
 		} else if tm.spec.SecureAggregation {
@@ -388,6 +393,9 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 			k = "train_" + k
 		}
 		metrics[k] = v
+	}
+	if err := r.fineTune(tm, a.Round, next, metrics); err != nil {
+		return fail(err)
 	}
 	if ev := r.srv.cfg.Evaluate; ev != nil && tm.strategy.ConfigureEvaluate(a.Round) {
 		m, err := ev(a.Task, a.Round, tm.mspec, next)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/fedq/fedq/compute/dataset"
 	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/coordinator/store"
 	"github.com/fedq/fedq/protocol"
@@ -61,6 +62,9 @@ type Config struct {
 	// AfterBlobWrite, when set, is called between writing a new version's weights and
 	// committing its metadata: fault-injection tests crash the process there.
 	AfterBlobWrite func(task string, round uint64)
+	// Labelled are labelled datasets the coordinator holds, by name, for semi-supervised
+	// tasks with labels at the coordinator (see finetune.go); they never leave it.
+	Labelled map[string]*dataset.Dataset
 }
 
 // Server is a running coordinator endpoint.

@@ -334,6 +334,8 @@ type TaskOffer struct {
 	SecAgg *SecAggParams `cbor:"10,keyasint,omitempty"`
 	// DP, when set, asks for local differential-privacy steps.
 	DP *DPParams `cbor:"11,keyasint,omitempty"`
+	// Semi, when set, asks for semi-supervised local training (FixMatch).
+	Semi *SemiParams `cbor:"20,keyasint,omitempty"`
 }
 
 // TrainConfig holds the hyper-parameters of a training task.
@@ -458,6 +460,11 @@ func (m *TaskOffer) Validate() error {
 		}
 		if len(s.GraphSeed) != 0 && len(s.GraphSeed) != 32 {
 			return fmt.Errorf("TaskOffer.SecAgg.GraphSeed has %d bytes; it must have 32", len(s.GraphSeed))
+		}
+	}
+	if s := m.Semi; s != nil {
+		if err := s.validate(); err != nil {
+			return err
 		}
 	}
 	if d := m.DP; d != nil {

@@ -106,6 +106,8 @@ func coordinatorCommand() *cli.Command {
 					"(median, trimmed mean, Krum) hold in memory; the rest spill to memory-mapped files in --dir"},
 				&cli.StringFlag{Name: "cpuprofile", Usage: "write a pprof CPU profile to this file when the coordinator stops"},
 				&cli.StringFlag{Name: "memprofile", Usage: "write a pprof heap profile to this file when the coordinator stops"},
+				&cli.StringSliceFlag{Name: "data", Usage: "a labelled dataset the coordinator holds for semi-supervised tasks (labels at the coordinator), " +
+					"NAME=SOURCE as for `agent run`; it never leaves the coordinator; repeatable"},
 				&cli.IntFlag{Name: "gc-percent", Value: 25, Usage: "how far (%) the heap may grow past live data before Go collects it; " +
 					"the coordinator's live data is a few model-sized buffers without pointers, cheap to scan, so a low value bounds memory " +
 					"near 3-4 models at little CPU cost (GOGC in the environment wins; -1 turns the collector off)"},
@@ -117,8 +119,12 @@ func coordinatorCommand() *cli.Command {
 				if os.Getenv("GOGC") == "" {
 					debug.SetGCPercent(c.Int("gc-percent"))
 				}
+				labelled, err := coordinatorData(c.StringSlice("data"))
+				if err != nil {
+					return err
+				}
 				srv, err := coordinator.Listen(coordinator.Config{Dir: c.String("dir"), Listen: c.String("listen"), Heartbeat: c.Duration("heartbeat"),
-					StagingBuffers: c.Int("staging"), AggregationMemory: aggregationMemory(c.Int64("aggregation-memory"))})
+					StagingBuffers: c.Int("staging"), AggregationMemory: aggregationMemory(c.Int64("aggregation-memory")), Labelled: labelled})
 				if err != nil {
 					return err
 				}
@@ -222,7 +228,7 @@ func runAgent(c *cli.Context) error {
 		return err
 	}
 	caps := protocol.Capabilities{Datasets: agent.Describe(data), Backend: "cpu", Device: runtime.GOARCH + " CPU",
-		Threads: uint32(c.Int("threads"))}
+		Threads: uint32(c.Int("threads")), Features: []string{agent.FeatureSemi}}
 	for _, g := range gpus { // found, not used yet: reported so the coordinator knows
 		caps.GPUs = append(caps.GPUs, protocol.GPUInfo{Name: g.Name, MemoryBytes: g.Memory})
 	}
@@ -264,6 +270,10 @@ func agentsCommand() *cli.Command {
 			for _, a := range list {
 				var ds []string
 				for _, d := range a.Capabilities.Datasets {
+					if d.Unlabelled > 0 {
+						ds = append(ds, fmt.Sprintf("%s(%d, %d unlabelled)", d.Name, d.Examples, d.Unlabelled))
+						continue
+					}
 					ds = append(ds, fmt.Sprintf("%s(%d)", d.Name, d.Examples))
 				}
 				seen := "-"

@@ -59,6 +59,11 @@ func taskCommand() *cli.Command {
    quorum            fewest updates a round commits with (default half the aim; 2f+3 for Krum)
    deadlines         {"configure": "10s", "train": "10m"} (defaults)
    seed              initial model and agent selection
+   semi              semi-supervised (FixMatch in the agents): {"mode": "labels-at-agents"} or
+                     {"mode": "labels-at-coordinator", "labelled": NAME} (a set given to
+                     fedq coordinator run --data NAME=SOURCE), with "threshold" (τ, 0.95),
+                     "lambda_u" (1), "ratio" (7), and for labels at the coordinator
+                     "warmup_epochs" (30) and "finetune": {"epochs": 5, "batch", "lr": 0.05, "momentum"}
 
 Unknown fields are refused; every error names the field.`,
 			Flags: append(adminFlags(), jsonFlag()),

@@ -43,6 +43,12 @@ et al. (2017)'s 2NN on IID data:
 			&cli.StringFlag{Name: "dp-mode", Value: "central", Usage: "central (user-level DP-FedAvg) or record (record-level DP-SGD in each agent; --dp-clip bounds each record's gradient)"},
 			&cli.BoolFlag{Name: "secagg", Usage: "secure aggregation (SecAgg+): the coordinator sees only the sum of the updates"},
 			&cli.Float64Flag{Name: "dropout", Usage: "probability that a selected agent drops out of a round, at a random phase (with --secagg: of the key exchange too)"},
+			&cli.StringFlag{Name: "semi", Usage: "semi-supervised: labels-at-coordinator:N (the coordinator holds N labels, agents none) or labels-at-agents:K (K labels per class per agent)"},
+			&cli.Float64Flag{Name: "threshold", Value: 0.95, Usage: "semi-supervised: confidence τ a pseudo-label needs"},
+			&cli.IntFlag{Name: "semi-warmup", Usage: "labels-at-coordinator: epochs on the labelled set before round 1 (0: the default, 30)"},
+			&cli.IntFlag{Name: "semi-finetune", Usage: "labels-at-coordinator: epochs on the labelled set after each aggregation (0: the default, 5)"},
+			&cli.Float64Flag{Name: "semi-finetune-lr", Usage: "labels-at-coordinator: learning rate of that training (0: the default, 0.05)"},
+			&cli.BoolFlag{Name: "semi-baseline", Usage: "run what --semi is compared with: the model trained on the coordinator's labels alone, or FedAvg on the agents' labelled examples alone"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
 			&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
 			&cli.StringFlag{Name: "plot", Usage: "write the test accuracy and loss curves to this PNG file"},
@@ -62,7 +68,9 @@ func runSim(c *cli.Context) error {
 		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale"),
 		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode"),
 		DPPerLayer: c.Bool("dp-per-layer"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip"),
-		SecAgg: c.Bool("secagg"), Dropout: c.Float64("dropout")}
+		SecAgg: c.Bool("secagg"), Dropout: c.Float64("dropout"),
+		Semi: c.String("semi"), Threshold: c.Float64("threshold"), WarmupEpochs: c.Int("semi-warmup"), FineTuneEpochs: c.Int("semi-finetune"),
+		FineTuneLR: c.Float64("semi-finetune-lr"), SemiBaseline: c.Bool("semi-baseline")}
 	if cfg.Strategy == "help" {
 		fmt.Fprintln(c.App.Writer, "strategies (NAME:defaults — what it is):")
 		for _, l := range aggregation.Describe() {
@@ -99,6 +107,9 @@ func runSim(c *cli.Context) error {
 		if cfg.Byzantine > 0 {
 			fmt.Fprintf(w, "%.0f%% of the agents are Byzantine: %s\n", 100*cfg.Byzantine, cfg.Attack)
 		}
+		if cfg.Semi != "" {
+			fmt.Fprintf(w, "semi-supervised: %s, τ = %g%s\n", cfg.Semi, cfg.Threshold, map[bool]string{true: " — baseline: labelled examples alone"}[cfg.SemiBaseline])
+		}
 		if cfg.DPClip > 0 {
 			fmt.Fprintf(w, "%s DP: clip %g, budget ε = %g, δ = %g\n", cfg.DPMode, cfg.DPClip, cfg.DPEpsilon, cfg.DPDelta)
 		}
@@ -133,6 +144,14 @@ func runSim(c *cli.Context) error {
 		}
 	} else {
 		fmt.Fprintf(w, "final accuracy %.2f%% after %d rounds (%.1fs)\n", 100*res.FinalAccuracy, len(res.Rounds), res.Seconds)
+	}
+	if n := len(res.Rounds); n > 0 && res.Rounds[n-1].PseudoCoverage != nil {
+		r := res.Rounds[n-1]
+		fmt.Fprintf(w, "pseudo-labels in the last round: %.1f%% kept at τ = %g", 100**r.PseudoCoverage, cfg.Threshold)
+		if r.PseudoAccuracy != nil {
+			fmt.Fprintf(w, ", %.2f%% of them right", 100**r.PseudoAccuracy)
+		}
+		fmt.Fprintln(w)
 	}
 	if cfg.DPClip > 0 {
 		fmt.Fprintf(w, "privacy spent: ε = %.4g at δ = %g (noise multiplier %.4g)\n", res.Epsilon, res.Delta, res.NoiseMultiplier)

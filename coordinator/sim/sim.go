@@ -80,7 +80,23 @@ type Config struct {
 	// phase drawn uniformly from those it goes through (with SecAgg: advertising keys,
 	// sharing keys, uploading, unmasking; without: uploading).
 	Dropout float64
-	Seed    uint64
+	// Semi, when set, makes the task semi-supervised: "labels-at-coordinator:N" (the
+	// coordinator holds N labelled training examples, balanced over the classes, and
+	// the agents share the rest without labels) or "labels-at-agents:K" (each agent
+	// keeps the labels of K of its examples of each class). Agents know the true labels
+	// of what they hold only to score their pseudo-labels.
+	Semi string
+	// Threshold is the pseudo-labels' confidence threshold τ (0: the default, 0.95).
+	Threshold float64
+	// WarmupEpochs, FineTuneEpochs and FineTuneLR set the coordinator's training on its
+	// labelled set (labels-at-coordinator; 0: the task's defaults).
+	WarmupEpochs, FineTuneEpochs int
+	FineTuneLR                   float64
+	// SemiBaseline runs, instead, what Semi is compared with: for labels-at-coordinator,
+	// the model trained on the coordinator's labelled examples alone (no federation);
+	// for labels-at-agents, FedAvg on the agents' labelled examples alone.
+	SemiBaseline bool
+	Seed         uint64
 	// MNISTDir holds the IDX files (default: dataset.MNISTDir()).
 	MNISTDir string
 	// Logger receives the coordinator's and agents' logs (default: discarded).
@@ -145,6 +161,12 @@ type Round struct {
 	Accuracy float64 `json:"accuracy"`
 	Loss     float64 `json:"loss"`
 	Seconds  float64 `json:"seconds"` // wall time of the round
+	// PseudoCoverage and PseudoAccuracy (semi-supervised tasks) are the share of the
+	// agents' pseudo-labels at or above τ and the share of those that were right,
+	// averaged over the round's updates, weighted by examples.
+	// Both are absent where no update reported them.
+	PseudoCoverage *float64 `json:"pseudo_coverage,omitempty"`
+	PseudoAccuracy *float64 `json:"pseudo_accuracy,omitempty"`
 }
 
 // Result is a simulation's outcome.
@@ -164,6 +186,8 @@ type Result struct {
 	Epsilon         float64 `json:"epsilon,omitempty"`
 	Delta           float64 `json:"delta,omitempty"`
 	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
+	// Semi is Config.Semi (with " baseline" for Config.SemiBaseline).
+	Semi string `json:"semi,omitempty"`
 }
 
 // partition splits the training set as cfg says.
@@ -236,7 +260,32 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	parts, err := partition(train, cfg)
+	semi, err := parseSemi(cfg.Semi)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SemiBaseline && semi == nil {
+		return nil, fmt.Errorf("sim: a semi-supervised baseline needs a semi-supervised setting")
+	}
+	pool, labelled := train, (*dataset.Dataset)(nil)
+	if semi != nil && semi.mode == task.LabelsAtCoordinator {
+		picked, rest, err := balanced(train, semi.n, cfg.Seed)
+		if err != nil {
+			return nil, err
+		}
+		labelled, pool = train.Subset(picked), train.Subset(rest)
+		labelled.Name = labelledName
+		if cfg.SemiBaseline {
+			res := &Result{Semi: cfg.Semi + " baseline"}
+			started := time.Now()
+			if err := supervised(ctx, cfg, spec, labelled, test, res); err != nil {
+				return nil, err
+			}
+			res.Seconds = time.Since(started).Seconds()
+			return res, nil
+		}
+	}
+	parts, err := partition(pool, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +300,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	// The coordinator scores each version on the test set.
-	res := &Result{Agents: cfg.Agents, Strategy: formatStrategy(strategy, params), Byzantine: byzantine}
+	res := &Result{Agents: cfg.Agents, Strategy: formatStrategy(strategy, params), Byzantine: byzantine, Semi: cfg.Semi}
+	if cfg.SemiBaseline {
+		res.Semi += " baseline"
+	}
 	if byzantine > 0 {
 		res.Attack = cfg.Attack
 	}
@@ -298,7 +350,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return map[string]float64{"accuracy": acc, "test_loss": loss}, nil
 	}
 	srv, err := coordinator.Listen(coordinator.Config{Dir: coordDir, Listen: "127.0.0.1:0", Heartbeat: 5 * time.Second,
-		Logger: log, Evaluate: evaluate, StagingBuffers: 2})
+		Logger: log, Evaluate: evaluate, StagingBuffers: 2, Labelled: map[string]*dataset.Dataset{labelledName: labelled}})
 	if err != nil {
 		return nil, err
 	}
@@ -340,15 +392,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 			trs = append(trs, tr)
 		}
-		local := train.Subset(idx)
+		local := pool.Subset(idx)
 		local.Name = "mnist"
+		var truth []int32
+		if semi != nil {
+			keep := 0
+			if semi.mode == task.LabelsAtAgents {
+				keep = semi.n
+			}
+			truth = hideLabels(local, keep, cfg.Seed^uint64(i)<<8)
+			if cfg.SemiBaseline {
+				local, truth = labelledOnly(local), nil
+			}
+		}
 		var tamper func(uint64, []float32)
 		if bad[i] {
 			tamper = byzantineAgent(cfg.Attack, scale, local, cfg.Seed^uint64(i))
 		}
 		d, err := agent.New(agent.Config{Identity: id, Logger: log, Transport: trs[len(trs)-1],
-			Data:         map[string]*dataset.Dataset{"mnist": local},
-			Capabilities: protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "mnist", Data: local}})},
+			Data: map[string]*dataset.Dataset{"mnist": local},
+			Capabilities: protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "mnist", Data: local}}),
+				Features: []string{agent.FeatureSemi}},
+			TrueLabels:   map[string][]int32{"mnist": truth},
 			Backoff:      agent.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2},
 			BeforeUpload: tamper, DropOut: dropout(cfg, i)})
 		if err != nil {
@@ -403,6 +468,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// seconds for those that dropped without a word.
 		ts.SecAgg = &task.SecAgg{Dropout: max(cfg.Dropout, 0.01), Deadline: task.Duration(10 * time.Second)}
 	}
+	if semi != nil && !cfg.SemiBaseline {
+		semiTask(&ts, semi, cfg)
+	}
 	if err := ts.Normalize(); err != nil {
 		return nil, err
 	}
@@ -430,6 +498,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, ctx.Err()
 	}
 	elapsed := time.Since(started)
+	if semi != nil {
+		if err := versionMetrics(ctx, adm, res, &mu); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Linger {
 		<-ctx.Done()
 	}

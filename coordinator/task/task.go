@@ -53,6 +53,8 @@ type Spec struct {
 	// only their weighted sum. SecAgg tunes it.
 	SecureAggregation bool    `json:"secure_aggregation,omitempty"`
 	SecAgg            *SecAgg `json:"secagg,omitempty"`
+	// Semi, when set, makes the task semi-supervised (see Semi).
+	Semi *Semi `json:"semi,omitempty"`
 }
 
 // Train is local training's configuration.
@@ -258,6 +260,11 @@ func (s *Spec) Normalize() error {
 	}
 	if err := s.normalizeSecAgg(); err != nil {
 		return err
+	}
+	if s.Semi != nil {
+		if err := s.Semi.normalize(s); err != nil {
+			return err
+		}
 	}
 	if s.Privacy != nil {
 		return s.Privacy.normalize(s)
