@@ -73,7 +73,7 @@ func secureConfig(o *protocol.TaskOffer, dim int) (secagg.Config, error) {
 		return secagg.Config{}, fmt.Errorf("secure aggregation modulo 2^%d: this agent masks in Z_2^32", p.ModulusBits)
 	}
 	cfg := secagg.Config{Round: o.TaskID, Members: p.Members, Neighbours: int(p.Neighbours), Threshold: int(p.Threshold),
-		Dim: dim + 2, Clip: p.ClipRange, Levels: p.Levels, MaxWeight: p.MaxWeight}
+		Dim: protocol.MaskedLen(dim), Clip: p.ClipRange, Levels: p.Levels, MaxWeight: p.MaxWeight}
 	if len(p.GraphSeed) != len(cfg.GraphSeed) {
 		return secagg.Config{}, errors.New("secure aggregation: the offer has no graph seed")
 	}

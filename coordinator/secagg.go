@@ -18,10 +18,6 @@ import (
 	"github.com/fedq/fedq/protocol/transport"
 )
 
-// A secure round's masked vector is the update's values, then the agent's training
-// loss, then (appended by secagg) its weight: the loss is averaged under the same mask
-// as the update, so the coordinator learns no agent's loss either.
-const secureExtra = 1
 
 // secureRound is the driver's side of a running secure round: the protocol's server
 // state and the parameters every offer carries.
@@ -40,7 +36,7 @@ func (r *rounds) startSecure(tm *taskModel, a engine.StartRound) error {
 		return err
 	}
 	cfg := secagg.Config{Round: a.TaskID, Members: members, Neighbours: choice.Neighbours, Threshold: choice.Threshold,
-		Dim: tm.size + secureExtra + 1, Clip: sa.Clip, MaxWeight: sa.MaxWeight}
+		Dim: protocol.MaskedLen(tm.size), Clip: sa.Clip, MaxWeight: sa.MaxWeight}
 	if cfg.MaxWeight == 0 {
 		cfg.MaxWeight = r.maxWeight(tm, members)
 	}
@@ -62,10 +58,15 @@ func (r *rounds) startSecure(tm *taskModel, a engine.StartRound) error {
 	return nil
 }
 
-// maxWeight is the largest weight the round's agents can report: the largest of their
-// datasets, times the local epochs (or local steps × batch).
+// maxWeight is the largest weight the round's agents can report — the examples they
+// train on: local steps × batch, or the largest of their datasets × epochs. (The masked
+// vector carries the update's values, the training loss and the weight, each scaled by
+// weight/maxWeight, so the coordinator learns no agent's weight or loss either.)
 func (r *rounds) maxWeight(tm *taskModel, members []string) float64 {
 	t := tm.spec.Train
+	if t.LocalSteps > 0 {
+		return float64(t.LocalSteps * t.Batch)
+	}
 	most := 0.0
 	for _, m := range members {
 		for _, d := range r.caps[m].Datasets {
@@ -73,13 +74,6 @@ func (r *rounds) maxWeight(tm *taskModel, members []string) float64 {
 				most = max(most, float64(d.Examples))
 			}
 		}
-	}
-	if t.LocalSteps > 0 {
-		most = min(most, float64(t.LocalSteps*t.Batch))
-		if most == 0 {
-			most = float64(t.LocalSteps * t.Batch)
-		}
-		return max(1, most)
 	}
 	return max(1, most*float64(max(1, t.Epochs)))
 }

@@ -67,6 +67,10 @@ func ReadParams(tr *TensorReader, layout []TensorInfo, dst []float32) error {
 // MaskedTensor names the one U32 tensor of a masked (securely aggregated) update.
 const MaskedTensor = "secagg.masked"
 
+// MaskedLen is the length of the masked vector of a model with params parameters: the
+// update's values, the training loss, and the weight.
+func MaskedLen(params int) int { return params + 2 }
+
 // ReadMasked reads a masked update — exactly one U32 tensor named MaskedTensor of n
 // values — into dst (length n). The caller then calls tr.Finish.
 func ReadMasked(tr *TensorReader, dst []uint32) error {
