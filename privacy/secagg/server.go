@@ -415,12 +415,11 @@ func (s *Server) Finish() ([]uint32, int, error) {
 		key []byte
 		sub bool
 	}
-	t := uint(s.cfg.Threshold - 1)
 	// reconstruct turns one secret into the mask jobs that remove it.
 	reconstruct := func(sc secret) ([]job, error) {
 		m := s.cfg.Members[sc.owner]
 		if sc.self {
-			b, err := secretsharing.Recover(t, s.selfSh[sc.owner])
+			b, err := recoverSecret(s.cfg.Threshold, s.selfSh[sc.owner])
 			if err != nil {
 				return nil, fmt.Errorf("secagg: reconstruct the self mask of %s: %w", m, err)
 			}
@@ -433,7 +432,7 @@ func (s *Server) Finish() ([]uint32, int, error) {
 			}
 			return []job{{key: maskKey(s.digest, seed, "self"), sub: true}}, nil
 		}
-		sk, err := secretsharing.Recover(t, s.maskSh[sc.owner])
+		sk, err := recoverSecret(s.cfg.Threshold, s.maskSh[sc.owner])
 		if err != nil {
 			return nil, fmt.Errorf("secagg: reconstruct the mask key of %s: %w", m, err)
 		}
