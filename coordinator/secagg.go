@@ -18,7 +18,6 @@ import (
 	"github.com/fedq/fedq/protocol/transport"
 )
 
-
 // secureRound is the driver's side of a running secure round: the protocol's server
 // state and the parameters every offer carries.
 type secureRound struct {
