@@ -64,6 +64,13 @@ func taskCommand() *cli.Command {
                      fedq coordinator run --data NAME=SOURCE), with "threshold" (τ, 0.95),
                      "lambda_u" (1), "ratio" (7), and for labels at the coordinator
                      "warmup_epochs" (30) and "finetune": {"epochs": 5, "batch", "lr": 0.05, "momentum"}
+   privacy           differential privacy: {"mode": "central"|"record", "clip", "epsilon", "delta",
+                     "noise_multiplier", "per_layer", "adaptive_clip", "min_records"}
+   secure_aggregation  true: SecAgg+ — the coordinator sees only the weighted mean of each
+                     round's updates (FedAvg-family strategies); tuned by
+   secagg            {"graph": "auto"|"complete", "dropout": 0.1, "failure_probability": 1e-6,
+                     "clip": 8, "max_weight": 0 (the round's largest dataset × epochs),
+                     "deadline": "30s" (each key-exchange phase)} (fedq secagg graph --agents N)
 
 Unknown fields are refused; every error names the field.`,
 			Flags: append(adminFlags(), jsonFlag()),
