@@ -47,7 +47,10 @@ func (d dashSource) Overview(context.Context) (dashboard.Overview, error) {
 // summary describes a task from its record, its latest version and the driver's
 // latest progress.
 func (d dashSource) summary(rec store.TaskRecord) (dashboard.TaskSummary, *task.Spec, error) {
-	sum := dashboard.TaskSummary{Name: rec.Name, Status: rec.Status, Version: rec.Latest, Round: rec.Round - 1, RoundsLeft: rec.RoundsLeft}
+	sum := dashboard.TaskSummary{Name: rec.Name, Status: rec.Status, Version: rec.Latest, RoundsLeft: rec.RoundsLeft}
+	if rec.Round > 0 {
+		sum.Round = rec.Round - 1 // rec.Round is the next round
+	}
 	spec, err := task.Parse(rec.Spec)
 	if err != nil {
 		return sum, nil, fmt.Errorf("task %s: %w", rec.Name, err)
