@@ -20,19 +20,23 @@ type DiscreteGaussian struct {
 	r        *rand.Rand
 }
 
-// sigma2Den is the denominator σ² is rounded to: σ² is rounded up to a multiple of
-// 1/2^16, which only adds noise.
-const sigma2Den = 1 << 16
+// MaxSigma2 is the largest variance the sampler takes.
+const MaxSigma2 = 1 << 60
 
 // NewDiscreteGaussian returns a sampler of N_Z(0, σ²) drawing from r (SecureRand in
-// production). σ² is rounded up to a multiple of 2⁻¹⁶.
+// production), 0 < σ² ≤ MaxSigma2. σ² is rounded up — which only adds noise — to a
+// multiple of 2⁻¹⁶ below 2^40, and to an integer above.
 func NewDiscreteGaussian(sigma2 float64, r *rand.Rand) (*DiscreteGaussian, error) {
-	if !(sigma2 > 0) || sigma2 > 1<<40 {
-		return nil, fmt.Errorf("discrete Gaussian: σ² = %g: want 0 < σ² ≤ 2^40", sigma2)
+	if !(sigma2 > 0) || sigma2 > MaxSigma2 {
+		return nil, fmt.Errorf("discrete Gaussian: σ² = %g: want 0 < σ² ≤ 2^60", sigma2)
 	}
-	num := uint64(math.Ceil(sigma2 * sigma2Den))
-	t := uint64(math.Floor(math.Sqrt(float64(num)/sigma2Den))) + 1
-	return &DiscreteGaussian{num: num, den: sigma2Den, t: t, r: r}, nil
+	den := uint64(1 << 16)
+	if sigma2 > 1<<40 {
+		den = 1
+	}
+	num := uint64(math.Ceil(sigma2 * float64(den)))
+	t := uint64(math.Floor(math.Sqrt(float64(num)/float64(den)))) + 1
+	return &DiscreteGaussian{num: num, den: den, t: t, r: r}, nil
 }
 
 // Sigma2 is the variance parameter σ² as sampled (after rounding up).
@@ -43,7 +47,7 @@ func (g *DiscreteGaussian) bernoulli(n, d uint64) bool { return g.r.Uint64N(d) <
 
 // bernoulliExp01 is true with probability exp(−n/d), for n/d in [0, 1] (CKS20,
 // Algorithm 1): with K the first k for which a Bernoulli(n/(d·k)) trial fails, K is odd
-// with exactly that probability. (d·k stays far below 2^64: d ≤ 2^21 here, and k
+// with exactly that probability. (d·k stays far below 2^64: d ≤ 2^31 here, and k
 // exceeds 20 with probability below 1/20!.)
 func (g *DiscreteGaussian) bernoulliExp01(n, d uint64) bool {
 	k := uint64(1)
