@@ -7,10 +7,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/bits"
 	mrand "math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/fedq/fedq/privacy/dp"
 	"github.com/fedq/fedq/privacy/secagg"
 	"github.com/fedq/fedq/protocol"
 	"github.com/fedq/fedq/protocol/transport"
@@ -74,6 +76,13 @@ func secureConfig(o *protocol.TaskOffer, dim int) (secagg.Config, error) {
 	}
 	cfg := secagg.Config{Round: o.TaskID, Members: p.Members, Neighbours: int(p.Neighbours), Threshold: int(p.Threshold),
 		Dim: protocol.MaskedLen(dim), Clip: p.ClipRange, Levels: p.Levels, MaxWeight: p.MaxWeight}
+	if d := o.DP; d != nil && d.Mechanism == protocol.MechanismDiscreteGaussian {
+		ddp, err := distributed(o, dim)
+		if err != nil {
+			return secagg.Config{}, err
+		}
+		cfg.Dim = ddp.Padded
+	}
 	if len(p.GraphSeed) != len(cfg.GraphSeed) {
 		return secagg.Config{}, errors.New("secure aggregation: the offer has no graph seed")
 	}
@@ -202,10 +211,23 @@ func (d *Daemon) secureMessage(m protocol.Message, send func(protocol.Message) e
 	return nil
 }
 
-// maskUpdate waits until the task's shares are in, then masks the update (with the
-// training loss appended, so that it is averaged without being revealed) and returns
-// the masked vector.
-func (d *Daemon) maskUpdate(ctx context.Context, id string, delta []float32, loss float64, weight int) ([]uint32, error) {
+// distributed is the offer's distributed-DP encoding for a model of dim parameters.
+func distributed(o *protocol.TaskOffer, dim int) (*dp.Distributed, error) {
+	p := o.DP
+	if len(p.RotationSeed) != 32 || p.Bits < 8 || p.Bits > 32 || !(p.Gamma > 0) || !(p.Sigma2 > 0) || !(p.ClipNorm > 0) {
+		return nil, errors.New("distributed DP: the offer's encoding parameters are incomplete")
+	}
+	ddp := &dp.Distributed{Dim: dim, Padded: 1 << bits.Len(uint(dim-1)), Clip: p.ClipNorm, Gamma: p.Gamma, Beta: dp.DefaultBeta,
+		Bits: int(p.Bits), Sigma2: p.Sigma2}
+	copy(ddp.Seed[:], p.RotationSeed)
+	return ddp, nil
+}
+
+// maskUpdate waits until the task's shares are in, then masks the update and returns
+// the masked vector: with the training loss appended, so that it is averaged without
+// being revealed — or, under distributed DP, encoded and noised (dp.Distributed).
+func (d *Daemon) maskUpdate(ctx context.Context, o *protocol.TaskOffer, delta []float32, loss float64, weight int) ([]uint32, error) {
+	id := o.TaskID
 	st := d.secure.get(id)
 	if st == nil {
 		return nil, errors.New("secure aggregation: no protocol state for the task")
@@ -218,6 +240,30 @@ func (d *Daemon) maskUpdate(ctx context.Context, id string, delta []float32, los
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
+	}
+	if p := o.DP; p != nil && p.Mechanism == protocol.MechanismDiscreteGaussian {
+		ddp, err := distributed(o, len(delta))
+		if err != nil {
+			return nil, err
+		}
+		noise, err := dp.NewDiscreteGaussian(ddp.Sigma2, dp.SecureRand())
+		if err != nil {
+			return nil, err
+		}
+		enc := make([]uint32, ddp.Padded)
+		if err := ddp.Encode(enc, delta, mrand.New(mrand.NewChaCha8(seed)), noise); err != nil {
+			return nil, err
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.err != nil {
+			return nil, st.err
+		}
+		y, err := st.c.MaskedVector(enc)
+		if err != nil {
+			st.err = err
+		}
+		return y, err
 	}
 	in := make([]float32, len(delta)+1)
 	copy(in, delta)

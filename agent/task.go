@@ -108,12 +108,17 @@ func (d *Daemon) checkOffer(o *protocol.TaskOffer) (compute.Spec, *dataset.Datas
 	default:
 		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "optimizer %q is not supported", o.Config.Optimizer)
 	}
-	if o.Semi != nil && o.DP != nil {
+	if o.Semi != nil && o.DP != nil && o.DP.Mechanism == protocol.MechanismDPSGD {
 		return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "record-level DP with pseudo-labels is not supported by this agent build")
 	}
-	if p := o.DP; p != nil {
+	if p := o.DP; p != nil && p.Mechanism == protocol.MechanismDiscreteGaussian {
+		if o.SecAgg == nil {
+			return compute.Spec{}, nil, decline(protocol.CodeInvalid, "distributed DP (discrete-gaussian) without secure aggregation would reveal each noised update")
+		}
+	} else if p != nil {
 		if p.Mechanism != protocol.MechanismDPSGD {
-			return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "differential privacy mechanism %q is not supported by this agent build (have: %s)", p.Mechanism, protocol.MechanismDPSGD)
+			return compute.Spec{}, nil, decline(protocol.CodeUnavailable, "differential privacy mechanism %q is not supported by this agent build (have: %s, %s)",
+				p.Mechanism, protocol.MechanismDPSGD, protocol.MechanismDiscreteGaussian)
 		}
 		if o.Config.LocalSteps == 0 {
 			return compute.Spec{}, nil, decline(protocol.CodeInvalid, "dp-sgd needs a number of local steps to be accounted for")
@@ -188,7 +193,7 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	}
 	cfg := compute.TrainConfig{Epochs: int(o.Config.Epochs), Batch: int(o.Config.Batch), MaxSteps: int(o.Config.LocalSteps),
 		Seed: uint64(o.Round)<<32 ^ uint64(o.BaseVersion)}
-	if p := o.DP; p != nil { // checkOffer accepted only dp-sgd
+	if p := o.DP; p != nil && p.Mechanism == protocol.MechanismDPSGD {
 		cfg.DP = &compute.DPSGD{Clip: p.ClipNorm, NoiseMultiplier: p.NoiseMultiplier, Rand: dp.SecureRand()}
 	}
 	if cfg.Epochs == 0 {
@@ -230,7 +235,7 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	if o.SecAgg != nil {
 		// Masked: the weight and the loss travel inside the masked vector, and nothing
 		// of this agent's alone in the clear.
-		y, err := d.maskUpdate(ctx, o.TaskID, delta, res.Loss, res.Samples)
+		y, err := d.maskUpdate(ctx, o, delta, res.Loss, res.Samples)
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -308,6 +309,11 @@ func (r *rounds) do(a engine.Action) engine.Event {
 		offer.Semi = semiParams(tm.spec.Semi)
 		if tm.sa != nil && tm.sa.cfg.Round == a.TaskID {
 			offer.SecAgg = tm.sa.params
+			if d := tm.sa.ddp; d != nil {
+				offer.DP = &protocol.DPParams{Mechanism: protocol.MechanismDiscreteGaussian, ClipNorm: d.Clip,
+					NoiseMultiplier: tm.spec.Privacy.NoiseMultiplier, Gamma: d.Gamma, Bits: uint32(d.Bits), Sigma2: d.Sigma2,
+					RotationSeed: d.Seed[:]}
+			}
 		} else if tm.spec.SecureAggregation {
 			break // the round could not start its secure aggregation and is failing
 		}
@@ -388,6 +394,10 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return fail(fmt.Errorf("the aggregate is not finite: %w", err))
 	}
 	metrics := map[string]float64{"train_loss": a.Loss, "updates": float64(a.Updates), "examples": float64(a.Examples)}
+	if math.IsNaN(a.Loss) { // distributed DP: no agent's loss leaves it un-noised
+		delete(metrics, "train_loss")
+		a.Loss = 0
+	}
 	for k, v := range tm.strategy.AggregateEvaluate(tm.results) {
 		if !strings.HasPrefix(k, "train_") {
 			k = "train_" + k

@@ -13,6 +13,8 @@ import (
 
 	"github.com/fedq/fedq/aggregation"
 	"github.com/fedq/fedq/coordinator/engine"
+	"github.com/fedq/fedq/coordinator/task"
+	"github.com/fedq/fedq/privacy/dp"
 	"github.com/fedq/fedq/privacy/secagg"
 	"github.com/fedq/fedq/protocol"
 	"github.com/fedq/fedq/protocol/transport"
@@ -24,6 +26,10 @@ type secureRound struct {
 	srv    *secagg.Server
 	cfg    secagg.Config
 	params *protocol.SecAggParams
+	// Distributed DP: the round's encoding, and the population its agents were
+	// sampled from (the sum is divided by the expected participants).
+	ddp      *dp.Distributed
+	eligible int
 }
 
 // startSecure prepares the secure aggregation of a round that is starting.
@@ -40,6 +46,20 @@ func (r *rounds) startSecure(tm *taskModel, a engine.StartRound) error {
 		cfg.MaxWeight = r.maxWeight(tm, members)
 	}
 	_, _ = rand.Read(cfg.GraphSeed[:])
+	var ddp *dp.Distributed
+	if p := tm.spec.Privacy; p != nil && p.Mode == task.Distributed {
+		if len(members) > p.MaxAgents {
+			return fmt.Errorf("%d agents sampled, more than the %d distributed DP's sum is sized for (privacy.max_agents)", len(members), p.MaxAgents)
+		}
+		var seed [32]byte
+		_, _ = rand.Read(seed[:])
+		if ddp, err = p.Plan(tm.size, seed); err != nil {
+			return err
+		}
+		// The masked vector is the encoded update alone: DP-FedAvg's sum is unweighted,
+		// and no agent's loss may leave it un-noised.
+		cfg.Dim, cfg.MaxWeight = ddp.Padded, 1
+	}
 	if r.verify == nil {
 		v := transport.NewCertVerifier(r.srv.ca.CAPool(), r.srv.cfg.Now)
 		r.verify = &v
@@ -49,7 +69,7 @@ func (r *rounds) startSecure(tm *taskModel, a engine.StartRound) error {
 		return err
 	}
 	cfg = srv.Config()
-	tm.sa = &secureRound{srv: srv, cfg: cfg, params: &protocol.SecAggParams{Threshold: uint32(cfg.Threshold),
+	tm.sa = &secureRound{srv: srv, cfg: cfg, ddp: ddp, eligible: a.Eligible, params: &protocol.SecAggParams{Threshold: uint32(cfg.Threshold),
 		Neighbours: uint32(cfg.Neighbours), ModulusBits: 32, QuantRange: float64(cfg.Levels), ClipRange: cfg.Clip,
 		Participants: uint32(len(members)), Members: members, GraphSeed: cfg.GraphSeed[:], MaxWeight: cfg.MaxWeight, Levels: cfg.Levels}}
 	r.log.Info("secure round", "task", a.TaskID, "agents", len(members), "neighbours", cfg.Neighbours, "threshold", cfg.Threshold,
@@ -225,13 +245,16 @@ func (r *rounds) receiveMasked(ctx context.Context, agent string, st *quic.Strea
 
 // finishSecure unmasks a secure round's sum and folds the weighted mean update into the
 // round's aggregator, as one update of the total weight; it returns that weight
-// (examples) and the weighted mean training loss.
+// (examples) and the weighted mean training loss (NaN when the round has none).
 func (r *rounds) finishSecure(tm *taskModel) (uint64, float64, error) {
 	sa := tm.sa
 	tm.sa = nil
 	sum, n, err := sa.srv.Finish()
 	if err != nil {
 		return 0, 0, err
+	}
+	if sa.ddp != nil {
+		return r.finishDistributed(tm, sa, sum, n)
 	}
 	mean := make([]float32, sa.cfg.Dim-1)
 	total, err := sa.cfg.Dequantize(mean, sum, n)
@@ -248,4 +271,27 @@ func (r *rounds) finishSecure(tm *taskModel) (uint64, float64, error) {
 	}
 	tm.results = append(tm.results, aggregation.Result{Examples: examples, Metrics: map[string]float64{"loss": loss}})
 	return examples, loss, nil
+}
+
+// finishDistributed decodes a distributed-DP round's sum — the survivors' clipped,
+// noised updates — and folds DP-FedAvg's estimate of the mean, the sum over the expected
+// participants (fraction × eligible), into the aggregator. A round whose survivors are
+// fewer than privacy.min_agents carries too little noise and is not committed.
+func (r *rounds) finishDistributed(tm *taskModel, sa *secureRound, sum []uint32, n int) (uint64, float64, error) {
+	p := tm.spec.Privacy
+	if n < p.MinAgents {
+		return 0, 0, fmt.Errorf("%d agents' noise in the sum, privacy.min_agents is %d: the round would release too little noise", n, p.MinAgents)
+	}
+	mean := make([]float32, tm.size)
+	expected := max(1, tm.spec.Fraction*float64(sa.eligible))
+	if err := sa.ddp.Decode(mean, sum, 1/expected); err != nil {
+		return 0, 0, err
+	}
+	if err := aggregation.CheckUpdate(mean, tm.size); err != nil {
+		return 0, 0, err
+	}
+	if err := tm.agg.Add(mean, 1); err != nil {
+		return 0, 0, err
+	}
+	return uint64(n), math.NaN(), nil
 }

@@ -248,3 +248,88 @@ func TestSecureRoundSurvivesRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestDistributedDPRounds runs distributed DP over QUIC: every agent clips, encodes and
+// noises its update under secure aggregation (Poisson sampling at rate 1, so all five
+// take part). The coordinator receives no plain update, records the privacy spent, and
+// moves the model by the mean of the clipped updates plus noise of the planned size.
+func TestDistributedDPRounds(t *testing.T) {
+	var mu sync.Mutex
+	plain, masked := 0, 0
+	c := newClusterObserved(t, func(_ string, _ *protocol.UpdateHeader, p []float32, m []uint32) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p != nil {
+			plain++
+		}
+		if m != nil {
+			masked++
+		}
+	})
+	updates := map[string][]float32{}
+	for i := range 5 {
+		name := fmt.Sprintf("site-%d", i)
+		record := func(round uint64, u []float32) {
+			mu.Lock()
+			defer mu.Unlock()
+			updates[fmt.Sprintf("%s/%d", name, round)] = append([]float32(nil), u...)
+		}
+		secureAgent(t, c, name, blobs(200, uint64(i)), record, nil)
+	}
+	spec := `{"name": "blobs", "dataset": "blobs",
+	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 8}, {"type": "relu"}, {"type": "dense", "out": 2}]},
+	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "fraction": 1, "rounds": 2,
+	  "deadlines": {"configure": "5s", "train": "20s"}, "seed": 3,
+	  "secure_aggregation": true, "secagg": {"deadline": "5s"},
+	  "privacy": {"mode": "distributed", "clip": 0.5, "noise_multiplier": 0.05, "epsilon": 10000, "delta": 1e-5, "min_agents": 4}}`
+	ctx := context.Background()
+	adm := c.admin()
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitForWithin(t, 2*time.Minute, func() bool {
+		ts, err := adm.Tasks(ctx)
+		return err == nil && len(ts) == 1 && ts[0].Status == "done"
+	}, "a distributed-DP round")
+	vs, err := adm.Versions(ctx, "blobs")
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("versions %v, %v", vs, err)
+	}
+	v := vs[1]
+	if v.Privacy == nil || v.Privacy.Mode != "distributed" || !(v.Privacy.Epsilon > 0) {
+		t.Fatalf("privacy of the version: %+v", v.Privacy)
+	}
+	if _, ok := v.Metrics["train_loss"]; ok {
+		t.Fatalf("a distributed-DP version reports an un-noised loss: %v", v.Metrics)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if plain != 0 || masked != 5 {
+		t.Fatalf("the coordinator received %d plain and %d masked updates", plain, masked)
+	}
+	base, next := fetch(t, adm, vs[0]), fetch(t, adm, v)
+	mean := make([]float64, len(base))
+	for i := range 5 {
+		u := updates[fmt.Sprintf("site-%d/1", i)]
+		norm := 0.0
+		for _, x := range u {
+			norm += float64(x) * float64(x)
+		}
+		s := math.Min(1, 0.5/math.Sqrt(norm))
+		for j, x := range u {
+			mean[j] += float64(x) * s / 5
+		}
+	}
+	// The noise: z·clip on the sum, over 5 expected agents, per rotated coordinate.
+	sd := 0.05 * 0.5 / 5
+	worst := 0.0
+	for j := range mean {
+		worst = math.Max(worst, math.Abs(float64(next[j]-base[j])-mean[j]))
+	}
+	if worst > 6*sd {
+		t.Fatalf("the step is off the clipped mean by %g; the noise's standard deviation is %g", worst, sd)
+	}
+}

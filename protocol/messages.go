@@ -411,7 +411,20 @@ type DPParams struct {
 	// since the coordinator accounts for a sampling rate of at most
 	// Batch / MinRecords.
 	MinRecords uint32 `cbor:"4,keyasint,omitempty"`
+	// Gamma, Bits, Sigma2 and RotationSeed configure "discrete-gaussian"
+	// (distributed DP through secure aggregation): the grid step of the
+	// encoding, the bits of the modular sum, each agent's discrete Gaussian
+	// variance in grid steps, and the 32-byte seed of the round's randomized
+	// Hadamard rotation (privacy/dp.Distributed).
+	Gamma        float64 `cbor:"5,keyasint,omitempty"`
+	Bits         uint32  `cbor:"6,keyasint,omitempty"`
+	Sigma2       float64 `cbor:"7,keyasint,omitempty"`
+	RotationSeed []byte  `cbor:"8,keyasint,omitempty"`
 }
+
+// MechanismDiscreteGaussian is the DPParams mechanism of distributed DP: each agent adds
+// its share of discrete Gaussian noise to its encoded update before secure aggregation.
+const MechanismDiscreteGaussian = "discrete-gaussian"
 
 // Type implements [Message].
 func (*TaskOffer) Type() MsgType { return MsgTaskOffer }
@@ -468,11 +481,21 @@ func (m *TaskOffer) Validate() error {
 		}
 	}
 	if d := m.DP; d != nil {
-		return firstErr(
+		if err := firstErr(
 			checkPosFinite("TaskOffer.DP.ClipNorm", d.ClipNorm),
 			checkNonNegFinite("TaskOffer.DP.NoiseMultiplier", d.NoiseMultiplier),
 			checkLen("TaskOffer.DP.Mechanism", d.Mechanism, MaxShortStringLen),
-		)
+			checkNonNegFinite("TaskOffer.DP.Gamma", d.Gamma),
+			checkNonNegFinite("TaskOffer.DP.Sigma2", d.Sigma2),
+		); err != nil {
+			return err
+		}
+		if d.Bits > 32 {
+			return fmt.Errorf("TaskOffer.DP.Bits is %d; it must be at most 32", d.Bits)
+		}
+		if len(d.RotationSeed) != 0 && len(d.RotationSeed) != 32 {
+			return fmt.Errorf("TaskOffer.DP.RotationSeed has %d bytes; it must have 32", len(d.RotationSeed))
+		}
 	}
 	return nil
 }

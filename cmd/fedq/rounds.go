@@ -64,8 +64,10 @@ func taskCommand() *cli.Command {
                      fedq coordinator run --data NAME=SOURCE), with "threshold" (τ, 0.95),
                      "lambda_u" (1), "ratio" (7), and for labels at the coordinator
                      "warmup_epochs" (30) and "finetune": {"epochs": 5, "batch", "lr": 0.05, "momentum"}
-   privacy           differential privacy: {"mode": "central"|"record", "clip", "epsilon", "delta",
-                     "noise_multiplier", "per_layer", "adaptive_clip", "min_records"}
+   privacy           differential privacy: {"mode": "central"|"distributed"|"record", "clip", "epsilon",
+                     "delta", "noise_multiplier", "per_layer", "adaptive_clip", "min_records",
+                     and for distributed (with secure_aggregation) "min_agents", "max_agents",
+                     "bits" (32), "mod_clip" (1e-6)}
    secure_aggregation  true: SecAgg+ — the coordinator sees only the weighted mean of each
                      round's updates (FedAvg-family strategies); tuned by
    secagg            {"graph": "auto"|"complete", "dropout": 0.1, "failure_probability": 1e-6,

@@ -40,7 +40,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.Float64Flag{Name: "dp-delta", Value: 1e-5, Usage: "privacy budget δ"},
 			&cli.BoolFlag{Name: "dp-per-layer", Usage: "central DP: clip each parameter tensor to --dp-clip/√tensors instead of the whole update"},
 			&cli.Float64Flag{Name: "dp-adaptive-clip", Usage: "central DP: adapt the clip towards this quantile of the updates' norms (e.g. 0.5); --dp-clip is where it starts"},
-			&cli.StringFlag{Name: "dp-mode", Value: "central", Usage: "central (user-level DP-FedAvg) or record (record-level DP-SGD in each agent; --dp-clip bounds each record's gradient)"},
+			&cli.StringFlag{Name: "dp-mode", Value: "central", Usage: "central (user-level DP-FedAvg), distributed (the same with the noise added by the agents under secure aggregation: discrete Gaussian) or record (record-level DP-SGD in each agent; --dp-clip bounds each record's gradient)"},
 			&cli.BoolFlag{Name: "secagg", Usage: "secure aggregation (SecAgg+): the coordinator sees only the sum of the updates"},
 			&cli.Float64Flag{Name: "dropout", Usage: "probability that a selected agent drops out of a round, at a random phase (with --secagg: of the key exchange too)"},
 			&cli.StringFlag{Name: "semi", Usage: "semi-supervised: labels-at-coordinator:N (the coordinator holds N labels, agents none) or labels-at-agents:K (K labels per class per agent)"},

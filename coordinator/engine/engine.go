@@ -679,7 +679,7 @@ func (e *Engine) start(t *taskRun) []Action {
 	t.attempt++
 	rng := rand.New(rand.NewPCG(t.Spec.Seed^t.Round, uint64(t.attempt)))
 	var chosen []string
-	if p := t.Spec.Privacy; p != nil && p.Mode == task.Central {
+	if p := t.Spec.Privacy; p != nil && p.UserLevel() {
 		// Poisson sampling, which the privacy accountant assumes: each eligible agent
 		// independently with probability fraction. The selection is the mechanism's, so
 		// it comes from a secure source, not from the task's seed.

@@ -63,7 +63,8 @@ type Config struct {
 	// sampling at Fraction, within the budget (DPEpsilon, DPDelta). DPNoise 0 calibrates
 	// the noise so that Rounds rounds spend DPEpsilon.
 	DPClip, DPNoise, DPEpsilon, DPDelta float64
-	// DPMode is "central" (default: user-level, as above) or "record": record-level
+	// DPMode is "central" (default: user-level, as above), "distributed" (the same,
+	// with the noise added by the agents under secure aggregation: DDGauss) or "record": record-level
 	// DP-SGD in every agent's local training (each record's gradient clipped to DPClip,
 	// noise DPNoise × DPClip per step), with Epochs × ⌈records/Batch⌉ local steps per
 	// round, accounted at rate Batch / (the smallest agent's records).
@@ -458,8 +459,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			ts.Privacy.Mode, ts.Privacy.MinRecords = task.Record, fewest
 			ts.Train.LocalSteps = cfg.Epochs * ((fewest + cfg.Batch - 1) / cfg.Batch)
 			ts.Train.Epochs = 0
+		case task.Distributed:
+			// The agents add the noise under secure aggregation; a round commits only
+			// with enough of them: three standard deviations below the expected
+			// participants of a Poisson sample.
+			expected := cfg.Fraction * float64(cfg.Agents)
+			ts.Privacy.Mode = task.Distributed
+			ts.Privacy.MinAgents = max(task.MinSecureAgents, int(math.Floor(expected-3*math.Sqrt(expected))))
+			cfg.SecAgg = true
 		default:
-			return nil, fmt.Errorf("sim: DP mode %q: want central or record", cfg.DPMode)
+			return nil, fmt.Errorf("sim: DP mode %q: want central, record or distributed", cfg.DPMode)
 		}
 	}
 	if cfg.SecAgg {

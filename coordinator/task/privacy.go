@@ -49,6 +49,19 @@ type Privacy struct {
 	// Epsilon and Delta are the task's budget.
 	Epsilon float64 `json:"epsilon"`
 	Delta   float64 `json:"delta"`
+	// MinAgents, for mode distributed, is the fewest agents whose noise a committed
+	// round's sum carries: their shares add up to the noise multiplier, so a round with
+	// fewer survivors is abandoned (and the next attempt samples afresh). Required; pick
+	// it well below the expected participants (fraction × agents).
+	MinAgents int `json:"min_agents,omitempty"`
+	// MaxAgents, for mode distributed, is the most agents the modular sum is sized for
+	// (default 16 × MinAgents).
+	MaxAgents int `json:"max_agents,omitempty"`
+	// Bits, for mode distributed, is the width of the modular sum (8–32, default 32).
+	Bits int `json:"bits,omitempty"`
+	// ModClip, for mode distributed, bounds the probability that a coordinate of the
+	// sum wraps around (default 1e-6).
+	ModClip float64 `json:"mod_clip,omitempty"`
 
 	maxRounds uint64    // the most rounds the budget allows
 	rate      float64   // the accountant's sampling rate
@@ -87,9 +100,14 @@ func (p *Privacy) UpdateNoiseMultiplier() float64 {
 
 // The privacy modes.
 const (
-	Central = "central"
-	Record  = "record"
+	Central     = "central"
+	Record      = "record"
+	Distributed = "distributed"
 )
+
+// UserLevel reports whether the mode protects agents (central or distributed): agents
+// are then Poisson-sampled with probability fraction and not over-selected.
+func (p *Privacy) UserLevel() bool { return p.Mode == Central || p.Mode == Distributed }
 
 // SampleRate is the sampling rate the accountant uses: agents' (central) or records'
 // (record).
@@ -106,8 +124,13 @@ func (p *Privacy) normalize(s *Spec) error {
 		if err := p.record(s); err != nil {
 			return err
 		}
+	case Distributed:
+		if err := p.distributed(s); err != nil {
+			return err
+		}
 	default:
-		return bad("privacy.mode", "%q: want %q (user-level DP-FedAvg) or %q (record-level DP-SGD)", p.Mode, Central, Record)
+		return bad("privacy.mode", "%q: want %q (user-level DP-FedAvg), %q (the same with the noise added by the agents under secure aggregation) or %q (record-level DP-SGD)",
+			p.Mode, Central, Distributed, Record)
 	}
 	if !(p.Clip > 0) || math.IsInf(p.Clip, 0) {
 		return bad("privacy.clip", "must be positive, got %v", p.Clip)
@@ -202,21 +225,74 @@ func (p *Privacy) spent(rounds uint64) (float64, error) {
 // central checks the spec for user-level DP-FedAvg.
 func (p *Privacy) central(s *Spec) error {
 	if s.Fraction == 0 {
-		return bad("fraction", "central DP samples each agent with probability fraction: set fraction, not agents_per_round")
+		return bad("fraction", "user-level DP samples each agent with probability fraction: set fraction, not agents_per_round")
 	}
 	if s.OverSelect > 1 {
-		return bad("over_select", "central DP's accounting assumes each agent is sampled with probability fraction: over-selection would break it")
+		return bad("over_select", "user-level DP's accounting assumes each agent is sampled with probability fraction: over-selection would break it")
 	}
 	s.OverSelect = 1
 	switch s.Strategy.Name {
 	case "median", "trimmed_mean", "krum", "multikrum":
-		return bad("strategy", "%s needs individual updates: central DP bounds one agent's effect on a sum; use a FedAvg-family strategy", s.Strategy.Name)
+		return bad("strategy", "%s needs individual updates: user-level DP bounds one agent's effect on a sum; use a FedAvg-family strategy", s.Strategy.Name)
 	}
 	if p.MinRecords != 0 {
 		return bad("privacy.min_records", "is for mode %q", Record)
 	}
+	if p.Mode == Central && (p.MinAgents != 0 || p.MaxAgents != 0 || p.Bits != 0 || p.ModClip != 0) {
+		return bad("privacy", "min_agents, max_agents, bits and mod_clip are for mode %q", Distributed)
+	}
 	p.rate, p.perRound = s.Fraction, 1
 	return nil
+}
+
+// distributed checks the spec for distributed DP (DDGauss under secure aggregation):
+// the sampling and accounting of central DP, the noise added by the agents.
+func (p *Privacy) distributed(s *Spec) error {
+	if !s.SecureAggregation {
+		return bad("privacy.mode", "distributed DP adds the noise in the agents and needs secure aggregation to sum it: set \"secure_aggregation\": true")
+	}
+	if err := p.central(s); err != nil {
+		return err
+	}
+	if p.PerLayer {
+		return bad("privacy.per_layer", "is for mode %q", Central)
+	}
+	if p.MinAgents < MinSecureAgents {
+		return bad("privacy.min_agents", "required for mode %q: the fewest agents whose noise a round's sum carries (at least %d), got %d",
+			Distributed, MinSecureAgents, p.MinAgents)
+	}
+	if p.MaxAgents == 0 {
+		p.MaxAgents = 16 * p.MinAgents
+	}
+	if p.MaxAgents < p.MinAgents {
+		return bad("privacy.max_agents", "%d is fewer than min_agents %d", p.MaxAgents, p.MinAgents)
+	}
+	if p.Bits == 0 {
+		p.Bits = 32
+	}
+	if p.Bits < 8 || p.Bits > 32 {
+		return bad("privacy.bits", "must be in [8, 32] (the sum is taken modulo 2^bits inside fedq's 32-bit secure aggregation), got %d", p.Bits)
+	}
+	if p.ModClip == 0 {
+		p.ModClip = 1e-6
+	}
+	if !(p.ModClip > 0 && p.ModClip < 1) {
+		return bad("privacy.mod_clip", "must be in (0, 1), got %v", p.ModClip)
+	}
+	switch {
+	case s.Quorum == 0:
+		s.Quorum = p.MinAgents
+	case s.Quorum < p.MinAgents:
+		return bad("quorum", "%d is below privacy.min_agents %d: a round with fewer agents would carry too little noise", s.Quorum, p.MinAgents)
+	}
+	return nil
+}
+
+// Plan is a distributed-DP round's encoding for a model of dim parameters, with the
+// rotation drawn from seed.
+func (p *Privacy) Plan(dim int, seed [32]byte) (*dp.Distributed, error) {
+	return dp.PlanDistributed(dp.DistributedPlan{Dim: dim, Clip: p.Clip, NoiseMultiplier: p.NoiseMultiplier,
+		MinAgents: p.MinAgents, MaxAgents: p.MaxAgents, Bits: p.Bits, ModClip: p.ModClip, Seed: seed})
 }
 
 // adaptive checks adaptive clipping once the noise multiplier is known; expected is the

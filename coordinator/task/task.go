@@ -217,7 +217,7 @@ func (s *Spec) Normalize() error {
 	}
 	if s.OverSelect == 0 {
 		s.OverSelect = DefaultOverSelect
-		if s.Privacy != nil && s.Privacy.Mode == Central {
+		if s.Privacy != nil && s.Privacy.UserLevel() {
 			s.OverSelect = 1 // sampling is the privacy mechanism's: no over-selection
 		}
 	}

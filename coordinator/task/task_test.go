@@ -64,6 +64,7 @@ func TestStrategyDefaults(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	base := `"model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"agents_per_round":5`
+	dpBase := `"model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"fraction":0.1,"rounds":10`
 	cases := []struct{ spec, field string }{
 		{`{"name":"bad name!",` + base + `}`, "name"},
 		{`{"name":"a","model":"resnet","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1},"agents_per_round":5}`, "model"},
@@ -94,6 +95,11 @@ func TestParseErrors(t *testing.T) {
 		{`{"name":"a",` + base + `,"secure_aggregation":true,"secagg":{"graph":"star"}}`, "secagg.graph"},
 		{`{"name":"a",` + base + `,"secure_aggregation":true,"secagg":{"clip":0.5}}`, "secagg.clip"},
 		{`{"name":"a",` + base + `,"secure_aggregation":true,"quorum":2}`, "quorum: secure aggregation needs a quorum of at least 3"},
+		{`{"name":"a",` + dpBase + `,"privacy":{"mode":"distributed","clip":1,"epsilon":4,"delta":1e-5,"min_agents":5}}`, "privacy.mode: distributed DP adds the noise in the agents and needs secure aggregation"},
+		{`{"name":"a",` + dpBase + `,"secure_aggregation":true,"privacy":{"mode":"distributed","clip":1,"epsilon":4,"delta":1e-5}}`, "privacy.min_agents: required"},
+		{`{"name":"a",` + dpBase + `,"secure_aggregation":true,"quorum":3,"privacy":{"mode":"distributed","clip":1,"epsilon":4,"delta":1e-5,"min_agents":5}}`, "quorum: 3 is below privacy.min_agents 5"},
+		{`{"name":"a",` + dpBase + `,"secure_aggregation":true,"privacy":{"mode":"distributed","clip":1,"epsilon":4,"delta":1e-5,"min_agents":5,"bits":40}}`, "privacy.bits"},
+		{`{"name":"a",` + dpBase + `,"privacy":{"mode":"central","clip":1,"epsilon":4,"delta":1e-5,"min_agents":5}}`, "are for mode \"distributed\""},
 		{`{"name":"a",` + base + `,"rounds":"many"}`, "rounds"},
 	}
 	for _, c := range cases {

@@ -1,6 +1,7 @@
 package dp
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/big"
@@ -18,6 +19,12 @@ type DiscreteGaussian struct {
 	num, den uint64 // σ² = num/den
 	t        uint64 // the discrete Laplace's scale, ⌊σ⌋ + 1
 	r        *rand.Rand
+
+	// The acceptance test's constants and scratch, reused between samples (a sampler is
+	// not safe for concurrent use).
+	a, b, bt, accDen    *big.Int // num, den, den·t, 2·num·den·t²
+	n, q, rem, dk, k, u *big.Int
+	buf                 []byte
 }
 
 // MaxSigma2 is the largest variance the sampler takes.
@@ -36,7 +43,14 @@ func NewDiscreteGaussian(sigma2 float64, r *rand.Rand) (*DiscreteGaussian, error
 	}
 	num := uint64(math.Ceil(sigma2 * float64(den)))
 	t := uint64(math.Floor(math.Sqrt(float64(num)/float64(den)))) + 1
-	return &DiscreteGaussian{num: num, den: den, t: t, r: r}, nil
+	g := &DiscreteGaussian{num: num, den: den, t: t, r: r,
+		a: new(big.Int).SetUint64(num), b: new(big.Int).SetUint64(den),
+		n: new(big.Int), q: new(big.Int), rem: new(big.Int), dk: new(big.Int), k: new(big.Int), u: new(big.Int)}
+	tt := new(big.Int).SetUint64(t)
+	g.bt = new(big.Int).Mul(g.b, tt)
+	g.accDen = new(big.Int).Mul(g.a, g.b)
+	g.accDen.Mul(g.accDen, tt).Mul(g.accDen, tt).Lsh(g.accDen, 1)
+	return g, nil
 }
 
 // Sigma2 is the variance parameter σ² as sampled (after rounding up).
@@ -65,20 +79,24 @@ func (g *DiscreteGaussian) bernoulliBig(n, d *big.Int) bool {
 	return g.uniformBig(d).Cmp(n) < 0
 }
 
-// uniformBig is uniform in [0, d).
+// uniformBig is uniform in [0, d), by rejection of uniform bit strings.
 func (g *DiscreteGaussian) uniformBig(d *big.Int) *big.Int {
 	bits := d.BitLen()
-	buf := make([]byte, (bits+7)/8)
+	n := (bits + 7) / 8
+	if cap(g.buf) < n+8 {
+		g.buf = make([]byte, n+8)
+	}
+	buf := g.buf[:n]
 	for {
-		for i := range buf {
-			buf[i] = byte(g.r.Uint32())
+		for i := 0; i < n; i += 8 {
+			binary.LittleEndian.PutUint64(g.buf[i:], g.r.Uint64())
 		}
-		if extra := len(buf)*8 - bits; extra > 0 {
+		if extra := n*8 - bits; extra > 0 {
 			buf[0] &= byte(0xff >> extra)
 		}
-		v := new(big.Int).SetBytes(buf)
-		if v.Cmp(d) < 0 {
-			return v
+		g.u.SetBytes(buf)
+		if g.u.Cmp(d) < 0 {
+			return g.u
 		}
 	}
 }
@@ -86,20 +104,24 @@ func (g *DiscreteGaussian) uniformBig(d *big.Int) *big.Int {
 // bernoulliExpBig is true with probability exp(−n/d) for any n/d ≥ 0 (CKS20,
 // Algorithm 1, with the integer part peeled off as exp(−1) trials).
 func (g *DiscreteGaussian) bernoulliExpBig(n, d *big.Int) bool {
-	q, rem := new(big.Int).QuoRem(n, d, new(big.Int))
-	for i := new(big.Int); i.Cmp(q) < 0; i.Add(i, big.NewInt(1)) {
+	g.q.QuoRem(n, d, g.rem)
+	if !g.q.IsUint64() {
+		return false // exp(−2^64) is 0 to any precision a trial could show
+	}
+	for range g.q.Uint64() {
 		if !g.bernoulliExp01(1, 1) {
 			return false
 		}
 	}
-	k := big.NewInt(1)
+	k := uint64(1)
 	for {
-		if !g.bernoulliBig(rem, new(big.Int).Mul(d, k)) {
+		g.dk.Mul(d, g.k.SetUint64(k))
+		if !g.bernoulliBig(g.rem, g.dk) {
 			break
 		}
-		k.Add(k, big.NewInt(1))
+		k++
 	}
-	return k.Bit(0) == 1
+	return k%2 == 1
 }
 
 // laplace samples the discrete Laplace with scale t: P(x) ∝ exp(−|x|/t) (CKS20,
@@ -129,17 +151,12 @@ func (g *DiscreteGaussian) laplace() int64 {
 // scale t, kept with probability exp(−(|Y| − σ²/t)²/(2σ²)).
 func (g *DiscreteGaussian) Sample() int64 {
 	// With σ² = a/b: (|Y| − a/(bt))² / (2a/b) = (|Y|·b·t − a)² / (2·a·b·t²).
-	a := new(big.Int).SetUint64(g.num)
-	b := new(big.Int).SetUint64(g.den)
-	t := new(big.Int).SetUint64(g.t)
-	den := new(big.Int).Mul(a, b)
-	den.Mul(den, t).Mul(den, t).Lsh(den, 1)
 	for {
 		y := g.laplace()
-		n := new(big.Int).SetInt64(y)
-		n.Abs(n).Mul(n, b).Mul(n, t).Sub(n, a)
+		n := g.n.SetInt64(y)
+		n.Abs(n).Mul(n, g.bt).Sub(n, g.a)
 		n.Mul(n, n)
-		if g.bernoulliExpBig(n, den) {
+		if g.bernoulliExpBig(n, g.accDen) {
 			return y
 		}
 	}

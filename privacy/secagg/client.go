@@ -270,6 +270,29 @@ func (c *Client) MaskedInput(update []float32, w float64, rng *rand.Rand) ([]uin
 	return y, nil
 }
 
+// MaskedVector masks a vector the caller has already encoded in Z_2^32 (length Dim) —
+// distributed DP's noised integers, say — in place of MaskedInput's quantization; it
+// returns the masked copy.
+func (c *Client) MaskedVector(v []uint32) ([]uint32, error) {
+	if err := c.expect(clientReceived, "masked input"); err != nil {
+		return nil, err
+	}
+	if len(v) != c.cfg.Dim {
+		return nil, c.fail(fmt.Errorf("secagg: a vector of %d values, round expects %d", len(v), c.cfg.Dim))
+	}
+	y := append([]uint32(nil), v...)
+	if c.masks != nil {
+		for i, m := range c.masks {
+			y[i] += m
+		}
+		c.masks = nil
+	} else if err := c.mask(y); err != nil {
+		return nil, c.fail(err)
+	}
+	c.phase = clientMasked
+	return y, nil
+}
+
 // PrepareMasks expands the member's masks as soon as the shares are in, so that
 // MaskedInput only has to add them: an agent calls it while it trains, taking the
 // masks' cost off the round's critical path. It holds one more vector of Dim words.

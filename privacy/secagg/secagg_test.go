@@ -753,3 +753,54 @@ func TestMaskedLooksUniform(t *testing.T) {
 		t.Fatalf("masked input is not uniform: χ² = %.1f, buckets %v", chi, buckets)
 	}
 }
+
+// TestMaskedVectorSums: vectors masked as given (no quantization) unmask to their exact
+// sum modulo 2^32.
+func TestMaskedVectorSums(t *testing.T) {
+	cfg := config(6, 5, 4, 33)
+	d := newIDs(cfg.Members, 2)
+	srv, _ := NewServer(cfg, d)
+	cs := map[string]*Client{}
+	for i, m := range cfg.Members {
+		cs[m], _ = NewClient(cfg, m, signer(d.keys[m]), d, newDetRand(uint64(i)))
+		k, _ := cs[m].Advertise(d.cred(m))
+		_ = srv.AddKeys(k)
+	}
+	ro, _ := srv.CloseAdvertise()
+	for _, m := range cfg.Members {
+		cts, _ := cs[m].ShareKeys(ro[m])
+		_ = srv.AddShares(m, cts)
+	}
+	fw, _ := srv.CloseShares()
+	want := make([]uint32, 33)
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, m := range cfg.Members {
+		if err := cs[m].ReceiveShares(fw[m]); err != nil {
+			t.Fatal(err)
+		}
+		v := make([]uint32, 33)
+		for i := range v {
+			v[i] = r.Uint32()
+			want[i] += v[i]
+		}
+		y, err := cs[m].MaskedVector(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.AddMasked(m, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	surv, _ := srv.CloseMasked()
+	for _, m := range surv {
+		rv, _ := cs[m].Unmask(surv)
+		_ = srv.AddReveals(m, rv)
+	}
+	sum, _, err := srv.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sum, want) {
+		t.Fatal("the unmasked sum is not the sum of the vectors")
+	}
+}
