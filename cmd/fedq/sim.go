@@ -38,6 +38,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.Float64Flag{Name: "dp-noise", Usage: "noise multiplier z (noise std = z × --dp-clip); 0: calibrated so that --rounds spend --dp-epsilon"},
 			&cli.Float64Flag{Name: "dp-epsilon", Usage: "privacy budget ε"},
 			&cli.Float64Flag{Name: "dp-delta", Value: 1e-5, Usage: "privacy budget δ"},
+			&cli.IntFlag{Name: "dp-min-agents", Usage: "distributed DP: the fewest agents whose noise a committed round carries (default: 3 standard deviations below the expected participants)"},
 			&cli.BoolFlag{Name: "dp-per-layer", Usage: "central DP: clip each parameter tensor to --dp-clip/√tensors instead of the whole update"},
 			&cli.Float64Flag{Name: "dp-adaptive-clip", Usage: "central DP: adapt the clip towards this quantile of the updates' norms (e.g. 0.5); --dp-clip is where it starts"},
 			&cli.StringFlag{Name: "dp-mode", Value: "central", Usage: "central (user-level DP-FedAvg), distributed (the same with the noise added by the agents under secure aggregation: discrete Gaussian) or record (record-level DP-SGD in each agent; --dp-clip bounds each record's gradient)"},
@@ -67,7 +68,7 @@ func runSim(c *cli.Context) error {
 		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir"),
 		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale"),
 		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode"),
-		DPPerLayer: c.Bool("dp-per-layer"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip"),
+		DPPerLayer: c.Bool("dp-per-layer"), DPMinAgents: c.Int("dp-min-agents"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip"),
 		SecAgg: c.Bool("secagg"), Dropout: c.Float64("dropout"),
 		Semi: c.String("semi"), Threshold: c.Float64("threshold"), WarmupEpochs: c.Int("semi-warmup"), FineTuneEpochs: c.Int("semi-finetune"),
 		FineTuneLR: c.Float64("semi-finetune-lr"), SemiBaseline: c.Bool("semi-baseline")}

@@ -69,6 +69,9 @@ type Config struct {
 	// noise DPNoise × DPClip per step), with Epochs × ⌈records/Batch⌉ local steps per
 	// round, accounted at rate Batch / (the smallest agent's records).
 	DPMode string
+	// DPMinAgents is distributed DP's min_agents (default: three standard deviations
+	// below the expected participants).
+	DPMinAgents int
 	// DPPerLayer clips each parameter tensor of an update to DPClip/√tensors (central).
 	DPPerLayer bool
 	// DPAdaptiveQuantile, when positive, adapts the clip towards this quantile of the
@@ -465,7 +468,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			// participants of a Poisson sample.
 			expected := cfg.Fraction * float64(cfg.Agents)
 			ts.Privacy.Mode = task.Distributed
-			ts.Privacy.MinAgents = max(task.MinSecureAgents, int(math.Floor(expected-3*math.Sqrt(expected))))
+			ts.Privacy.MinAgents = cfg.DPMinAgents
+			if ts.Privacy.MinAgents == 0 {
+				ts.Privacy.MinAgents = max(task.MinSecureAgents, int(math.Floor(expected-3*math.Sqrt(expected))))
+			}
 			cfg.SecAgg = true
 		default:
 			return nil, fmt.Errorf("sim: DP mode %q: want central, record or distributed", cfg.DPMode)
