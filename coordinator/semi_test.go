@@ -96,7 +96,7 @@ func TestSemiLabelsAtCoordinator(t *testing.T) {
 		t.Fatalf("task naming a missing labelled set: %v", err)
 	}
 	v1, err := adm.SubmitTask(ctx, json.RawMessage(semiTask(`{"mode": "labels-at-coordinator", "labelled": "blobs-labelled",
-		"warmup_epochs": 5, "finetune": {"epochs": 2}}`)))
+		"threshold": 0.8, "warmup_epochs": 20, "finetune": {"epochs": 2, "lr": 0.2}}`)))
 	if err != nil {
 		t.Fatal(err)
 	}
