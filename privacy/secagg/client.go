@@ -258,12 +258,7 @@ func (c *Client) MaskedInput(update []float32, w float64, rng *rand.Rand) ([]uin
 	if err := c.cfg.Quantize(y, update, w, rng); err != nil {
 		return nil, c.fail(err)
 	}
-	if c.masks != nil {
-		for i, m := range c.masks {
-			y[i] += m
-		}
-		c.masks = nil
-	} else if err := c.mask(y); err != nil {
+	if err := c.addMasks(y); err != nil {
 		return nil, c.fail(err)
 	}
 	c.phase = clientMasked
@@ -281,12 +276,7 @@ func (c *Client) MaskedVector(v []uint32) ([]uint32, error) {
 		return nil, c.fail(fmt.Errorf("secagg: a vector of %d values, round expects %d", len(v), c.cfg.Dim))
 	}
 	y := append([]uint32(nil), v...)
-	if c.masks != nil {
-		for i, m := range c.masks {
-			y[i] += m
-		}
-		c.masks = nil
-	} else if err := c.mask(y); err != nil {
+	if err := c.addMasks(y); err != nil {
 		return nil, c.fail(err)
 	}
 	c.phase = clientMasked
@@ -308,6 +298,18 @@ func (c *Client) PrepareMasks() error {
 		return c.fail(err)
 	}
 	c.masks = m
+	return nil
+}
+
+// addMasks adds the member's masks to y: those PrepareMasks expanded, or expanded now.
+func (c *Client) addMasks(y []uint32) error {
+	if c.masks == nil {
+		return c.mask(y)
+	}
+	for i, m := range c.masks {
+		y[i] += m
+	}
+	c.masks = nil
 	return nil
 }
 
