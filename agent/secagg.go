@@ -24,8 +24,9 @@ type secureTask struct {
 	mu    sync.Mutex
 	c     *secagg.Client
 	round uint64
-	ready chan struct{} // closed once the neighbours' shares are in
-	err   error         // why the protocol stopped, if it did
+	ddp   *dp.Distributed // the offer's distributed-DP encoding, or nil
+	ready chan struct{}   // closed once the neighbours' shares are in
+	err   error           // why the protocol stopped, if it did
 	// expires is when the state is dropped even if no unmask request came (the round
 	// failed after this agent's upload).
 	expires time.Time
@@ -67,27 +68,28 @@ func (s *secureTasks) remove(id string) {
 	delete(s.m, id)
 }
 
-// secureConfig turns an offer's parameters into the round's configuration; dim is the
-// model's parameter count.
-func secureConfig(o *protocol.TaskOffer, dim int) (secagg.Config, error) {
+// secureConfig turns an offer's parameters into the round's configuration, and its
+// distributed-DP encoding if it has one; dim is the model's parameter count.
+func secureConfig(o *protocol.TaskOffer, dim int) (secagg.Config, *dp.Distributed, error) {
 	p := o.SecAgg
 	if p.ModulusBits != 32 {
-		return secagg.Config{}, fmt.Errorf("secure aggregation modulo 2^%d: this agent masks in Z_2^32", p.ModulusBits)
+		return secagg.Config{}, nil, fmt.Errorf("secure aggregation modulo 2^%d: this agent masks in Z_2^32", p.ModulusBits)
 	}
 	cfg := secagg.Config{Round: o.TaskID, Members: p.Members, Neighbours: int(p.Neighbours), Threshold: int(p.Threshold),
 		Dim: protocol.MaskedLen(dim), Clip: p.ClipRange, Levels: p.Levels, MaxWeight: p.MaxWeight}
+	var ddp *dp.Distributed
 	if d := o.DP; d != nil && d.Mechanism == protocol.MechanismDiscreteGaussian {
-		ddp, err := distributed(o, dim)
-		if err != nil {
-			return secagg.Config{}, err
+		var err error
+		if ddp, err = distributed(o, dim); err != nil {
+			return secagg.Config{}, nil, err
 		}
 		cfg.Dim = ddp.Padded
 	}
 	if len(p.GraphSeed) != len(cfg.GraphSeed) {
-		return secagg.Config{}, errors.New("secure aggregation: the offer has no graph seed")
+		return secagg.Config{}, nil, errors.New("secure aggregation: the offer has no graph seed")
 	}
 	copy(cfg.GraphSeed[:], p.GraphSeed)
-	return cfg, cfg.Validate()
+	return cfg, ddp, cfg.Validate()
 }
 
 // peerCerts returns the verifier of other agents' certificates, made once.
@@ -102,7 +104,7 @@ func (d *Daemon) peerCerts() transport.CertVerifier {
 
 // startSecure makes the task's protocol client and returns its advertisement.
 func (d *Daemon) startSecure(o *protocol.TaskOffer, dim int) (*protocol.SecAggAdvertise, error) {
-	cfg, err := secureConfig(o, dim)
+	cfg, ddp, err := secureConfig(o, dim)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +120,7 @@ func (d *Daemon) startSecure(o *protocol.TaskOffer, dim int) (*protocol.SecAggAd
 	if err != nil {
 		return nil, err
 	}
-	d.secure.put(o.TaskID, &secureTask{c: c, round: o.Round, ready: make(chan struct{}),
+	d.secure.put(o.TaskID, &secureTask{c: c, round: o.Round, ddp: ddp, ready: make(chan struct{}),
 		expires: time.UnixMilli(o.DeadlineMs).Add(secureGrace)})
 	return &protocol.SecAggAdvertise{Round: o.Round, TaskID: o.TaskID, EncPub: k.EncPub, MaskPub: k.MaskPub,
 		SelfCommit: k.SelfCommit, Signature: k.Signature}, nil
@@ -226,8 +228,7 @@ func distributed(o *protocol.TaskOffer, dim int) (*dp.Distributed, error) {
 // maskUpdate waits until the task's shares are in, then masks the update and returns
 // the masked vector: with the training loss appended, so that it is averaged without
 // being revealed — or, under distributed DP, encoded and noised (dp.Distributed).
-func (d *Daemon) maskUpdate(ctx context.Context, o *protocol.TaskOffer, delta []float32, loss float64, weight int) ([]uint32, error) {
-	id := o.TaskID
+func (d *Daemon) maskUpdate(ctx context.Context, id string, delta []float32, loss float64, weight int) ([]uint32, error) {
 	st := d.secure.get(id)
 	if st == nil {
 		return nil, errors.New("secure aggregation: no protocol state for the task")
@@ -241,11 +242,7 @@ func (d *Daemon) maskUpdate(ctx context.Context, o *protocol.TaskOffer, delta []
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
 	}
-	if p := o.DP; p != nil && p.Mechanism == protocol.MechanismDiscreteGaussian {
-		ddp, err := distributed(o, len(delta))
-		if err != nil {
-			return nil, err
-		}
+	if ddp := st.ddp; ddp != nil {
 		noise, err := dp.NewDiscreteGaussian(ddp.Sigma2, dp.SecureRand())
 		if err != nil {
 			return nil, err

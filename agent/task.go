@@ -235,7 +235,7 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	if o.SecAgg != nil {
 		// Masked: the weight and the loss travel inside the masked vector, and nothing
 		// of this agent's alone in the clear.
-		y, err := d.maskUpdate(ctx, o, delta, res.Loss, res.Samples)
+		y, err := d.maskUpdate(ctx, o.TaskID, delta, res.Loss, res.Samples)
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -360,13 +359,14 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return engine.CommitFailed{TaskID: a.TaskID, Err: err}
 	}
 	tm.open = false
+	hasLoss := true
 	if tm.sa != nil {
-		examples, loss, err := r.finishSecure(tm)
+		examples, loss, withLoss, err := r.finishSecure(tm)
 		if err != nil {
 			r.log.Warn("secure aggregation failed", "task", a.TaskID, "err", err)
 			return engine.SecAggFailed{TaskID: a.TaskID, Reason: err.Error()}
 		}
-		a.Examples, a.Loss = examples, loss
+		a.Examples, a.Loss, hasLoss = examples, loss, withLoss
 	}
 	// next = base + step(Δ), in the accumulator, with the base read from its blob.
 	// Whatever happens the accumulator is reset by the next round (a failed commit is
@@ -394,9 +394,8 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 		return fail(fmt.Errorf("the aggregate is not finite: %w", err))
 	}
 	metrics := map[string]float64{"train_loss": a.Loss, "updates": float64(a.Updates), "examples": float64(a.Examples)}
-	if math.IsNaN(a.Loss) { // distributed DP: no agent's loss leaves it un-noised
+	if !hasLoss { // distributed DP: no agent's loss leaves it un-noised
 		delete(metrics, "train_loss")
-		a.Loss = 0
 	}
 	for k, v := range tm.strategy.AggregateEvaluate(tm.results) {
 		if !strings.HasPrefix(k, "train_") {
@@ -622,6 +621,11 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 	if foldErr != nil {
 		return failed(foldErr)
 	}
+	return ackUpdate(st, hdr, tr)
+}
+
+// ackUpdate tells the agent its update, whose stream hashed to tr.Sum(), was taken.
+func ackUpdate(st *quic.Stream, hdr *protocol.UpdateHeader, tr *protocol.TensorReader) error {
 	_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout))
 	return protocol.WriteMessage(st, &protocol.UpdateAck{TaskID: hdr.TaskID, Round: hdr.Round, SHA256: tr.Sum()})
 }

@@ -239,59 +239,59 @@ func (r *rounds) receiveMasked(ctx context.Context, agent string, st *quic.Strea
 	if addErr != nil {
 		return failed(addErr)
 	}
-	_ = st.SetWriteDeadline(time.Now().Add(transport.FirstFrameTimeout))
-	return protocol.WriteMessage(st, &protocol.UpdateAck{TaskID: hdr.TaskID, Round: hdr.Round, SHA256: tr.Sum()})
+	return ackUpdate(st, hdr, tr)
 }
 
 // finishSecure unmasks a secure round's sum and folds the weighted mean update into the
 // round's aggregator, as one update of the total weight; it returns that weight
-// (examples) and the weighted mean training loss (NaN when the round has none).
-func (r *rounds) finishSecure(tm *taskModel) (uint64, float64, error) {
+// (examples), the weighted mean training loss, and whether the round has one (not
+// under distributed DP).
+func (r *rounds) finishSecure(tm *taskModel) (examples uint64, loss float64, hasLoss bool, err error) {
 	sa := tm.sa
 	tm.sa = nil
 	sum, n, err := sa.srv.Finish()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	if sa.ddp != nil {
-		return r.finishDistributed(tm, sa, sum, n)
+		return uint64(n), 0, false, r.finishDistributed(tm, sa, sum, n)
 	}
 	mean := make([]float32, sa.cfg.Dim-1)
 	total, err := sa.cfg.Dequantize(mean, sum, n)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
-	examples := uint64(math.Round(total * sa.cfg.MaxWeight))
-	loss := float64(mean[tm.size])
+	examples = uint64(math.Round(total * sa.cfg.MaxWeight))
+	loss = float64(mean[tm.size])
 	if err := aggregation.CheckUpdate(mean[:tm.size], tm.size); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	if err := tm.agg.Add(mean[:tm.size], max(1, examples)); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	tm.results = append(tm.results, aggregation.Result{Examples: examples, Metrics: map[string]float64{"loss": loss}})
-	return examples, loss, nil
+	return examples, loss, true, nil
 }
 
 // finishDistributed decodes a distributed-DP round's sum — the survivors' clipped,
 // noised updates — and folds DP-FedAvg's estimate of the mean, the sum over the expected
 // participants (fraction × eligible), into the aggregator. A round whose survivors are
 // fewer than privacy.min_agents carries too little noise and is not committed.
-func (r *rounds) finishDistributed(tm *taskModel, sa *secureRound, sum []uint32, n int) (uint64, float64, error) {
+func (r *rounds) finishDistributed(tm *taskModel, sa *secureRound, sum []uint32, n int) error {
 	p := tm.spec.Privacy
 	if n < p.MinAgents {
-		return 0, 0, fmt.Errorf("%d agents' noise in the sum, privacy.min_agents is %d: the round would release too little noise", n, p.MinAgents)
+		return fmt.Errorf("%d agents' noise in the sum, privacy.min_agents is %d: the round would release too little noise", n, p.MinAgents)
 	}
 	mean := make([]float32, tm.size)
 	expected := max(1, tm.spec.Fraction*float64(sa.eligible))
 	if err := sa.ddp.Decode(mean, sum, 1/expected); err != nil {
-		return 0, 0, err
+		return err
 	}
 	if err := aggregation.CheckUpdate(mean, tm.size); err != nil {
-		return 0, 0, err
+		return err
 	}
 	if err := tm.agg.Add(mean, 1); err != nil {
-		return 0, 0, err
+		return err
 	}
-	return uint64(n), math.NaN(), nil
+	return nil
 }
