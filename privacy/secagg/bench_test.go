@@ -16,39 +16,7 @@ func benchRound(b *testing.B, n, dim int, dropout float64) (*Server, []string, m
 		b.Fatal(err)
 	}
 	r := newRound(config(n, ch.Neighbours, ch.Threshold, dim+1), 1)
-	srv, err := NewServer(r.cfg, r.ids)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cs := make(map[string]*Client, n)
-	for i, m := range r.cfg.Members {
-		c, err := NewClient(r.cfg, m, signer(r.ids.keys[m]), r.ids, newDetRand(uint64(i)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		cs[m] = c
-		k, _ := c.Advertise(r.ids.cred(m))
-		if err := srv.AddKeys(k); err != nil {
-			b.Fatal(err)
-		}
-	}
-	ro, err := srv.CloseAdvertise()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, m := range r.cfg.Members {
-		cts, err := cs[m].ShareKeys(ro[m])
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := srv.AddShares(m, cts); err != nil {
-			b.Fatal(err)
-		}
-	}
-	fw, err := srv.CloseShares()
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv, cs, fw := shareKeys(b, r.cfg, r.ids)
 	drop := int(float64(n) * dropout)
 	for i, m := range r.cfg.Members {
 		if err := cs[m].ReceiveShares(fw[m]); err != nil {

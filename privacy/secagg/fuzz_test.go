@@ -10,36 +10,7 @@ import (
 // the forwarded ciphertexts.
 func setupShared(t testing.TB) (*Server, map[string]*Client, map[string]map[string][]byte, Config) {
 	cfg := config(5, 4, 3, 9)
-	d := newIDs(cfg.Members, 1)
-	srv, err := NewServer(cfg, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := map[string]*Client{}
-	for i, m := range cfg.Members {
-		cs[m], _ = NewClient(cfg, m, signer(d.keys[m]), d, newDetRand(uint64(i)))
-		k, _ := cs[m].Advertise(d.cred(m))
-		if err := srv.AddKeys(k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ro, err := srv.CloseAdvertise()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range cfg.Members {
-		cts, err := cs[m].ShareKeys(ro[m])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.AddShares(m, cts); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fw, err := srv.CloseShares()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, cs, fw := shareKeys(t, cfg, newIDs(cfg.Members, 1))
 	return srv, cs, fw, cfg
 }
 

@@ -256,6 +256,48 @@ func (r *round) run(t *testing.T) ([]uint32, []string, error) {
 	return sum, survivors, nil
 }
 
+// shareKeys takes every member of cfg through advertise and share keys (client i draws
+// from newDetRand(i)) and returns the server, the clients and the shares the server
+// forwards to each.
+func shareKeys(t testing.TB, cfg Config, d *ids) (*Server, map[string]*Client, map[string]map[string][]byte) {
+	t.Helper()
+	srv, err := NewServer(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := make(map[string]*Client, len(cfg.Members))
+	for i, m := range cfg.Members {
+		if cs[m], err = NewClient(cfg, m, signer(d.keys[m]), d, newDetRand(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+		k, err := cs[m].Advertise(d.cred(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.AddKeys(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ro, err := srv.CloseAdvertise()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cfg.Members {
+		cts, err := cs[m].ShareKeys(ro[m])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.AddShares(m, cts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw, err := srv.CloseShares()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, cs, fw
+}
+
 func TestSumBitExact(t *testing.T) {
 	tests := []struct {
 		n, dim int
@@ -520,19 +562,7 @@ func TestOtherRoundRefused(t *testing.T) {
 func TestNeverBoth(t *testing.T) {
 	cfg := config(5, 4, 3, 9)
 	d := newIDs(cfg.Members, 1)
-	srv, _ := NewServer(cfg, d)
-	cs := map[string]*Client{}
-	for i, m := range cfg.Members {
-		cs[m], _ = NewClient(cfg, m, signer(d.keys[m]), d, newDetRand(uint64(i)))
-		k, _ := cs[m].Advertise(d.cred(m))
-		_ = srv.AddKeys(k)
-	}
-	ro, _ := srv.CloseAdvertise()
-	for _, m := range cfg.Members {
-		cts, _ := cs[m].ShareKeys(ro[m])
-		_ = srv.AddShares(m, cts)
-	}
-	fw, _ := srv.CloseShares()
+	_, cs, fw := shareKeys(t, cfg, d)
 	for _, m := range cfg.Members {
 		if err := cs[m].ReceiveShares(fw[m]); err != nil {
 			t.Fatal(err)
@@ -571,19 +601,7 @@ func TestNeverBoth(t *testing.T) {
 func TestServerRefusesBadReveals(t *testing.T) {
 	cfg := config(6, 5, 4, 9)
 	d := newIDs(cfg.Members, 1)
-	srv, _ := NewServer(cfg, d)
-	cs := map[string]*Client{}
-	for i, m := range cfg.Members {
-		cs[m], _ = NewClient(cfg, m, signer(d.keys[m]), d, newDetRand(uint64(i)))
-		k, _ := cs[m].Advertise(d.cred(m))
-		_ = srv.AddKeys(k)
-	}
-	ro, _ := srv.CloseAdvertise()
-	for _, m := range cfg.Members {
-		cts, _ := cs[m].ShareKeys(ro[m])
-		_ = srv.AddShares(m, cts)
-	}
-	fw, _ := srv.CloseShares()
+	srv, cs, fw := shareKeys(t, cfg, d)
 	for _, m := range cfg.Members[:5] { // the last drops before its masked input
 		_ = cs[m].ReceiveShares(fw[m])
 		y, _ := cs[m].MaskedInput(make([]float32, 8), 1, quantRNG(m))
@@ -719,19 +737,7 @@ func TestMaskedLooksUniform(t *testing.T) {
 	r := newRound(config(5, 4, 3, 40001), 12)
 	cfg := r.cfg
 	_ = cfg.Validate()
-	srv, _ := NewServer(cfg, r.ids)
-	cs := map[string]*Client{}
-	for i, m := range cfg.Members {
-		cs[m], _ = NewClient(cfg, m, signer(r.ids.keys[m]), r.ids, newDetRand(uint64(i)))
-		k, _ := cs[m].Advertise(r.ids.cred(m))
-		_ = srv.AddKeys(k)
-	}
-	ro, _ := srv.CloseAdvertise()
-	for _, m := range cfg.Members {
-		cts, _ := cs[m].ShareKeys(ro[m])
-		_ = srv.AddShares(m, cts)
-	}
-	fw, _ := srv.CloseShares()
+	_, cs, fw := shareKeys(t, cfg, r.ids)
 	m := cfg.Members[2]
 	_ = cs[m].ReceiveShares(fw[m])
 	y, err := cs[m].MaskedInput(r.updates[m], r.weights[m], quantRNG(m))
@@ -759,19 +765,7 @@ func TestMaskedLooksUniform(t *testing.T) {
 func TestMaskedVectorSums(t *testing.T) {
 	cfg := config(6, 5, 4, 33)
 	d := newIDs(cfg.Members, 2)
-	srv, _ := NewServer(cfg, d)
-	cs := map[string]*Client{}
-	for i, m := range cfg.Members {
-		cs[m], _ = NewClient(cfg, m, signer(d.keys[m]), d, newDetRand(uint64(i)))
-		k, _ := cs[m].Advertise(d.cred(m))
-		_ = srv.AddKeys(k)
-	}
-	ro, _ := srv.CloseAdvertise()
-	for _, m := range cfg.Members {
-		cts, _ := cs[m].ShareKeys(ro[m])
-		_ = srv.AddShares(m, cts)
-	}
-	fw, _ := srv.CloseShares()
+	srv, cs, fw := shareKeys(t, cfg, d)
 	want := make([]uint32, 33)
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, m := range cfg.Members {
