@@ -55,12 +55,19 @@ type cluster struct {
 func newCluster(t testing.TB) *cluster { return newClusterHB(t, time.Second) }
 
 func newClusterHB(t testing.TB, heartbeat time.Duration) *cluster {
+	return newClusterWith(t, func(c *cluster) { c.heartbeat = heartbeat })
+}
+
+// newClusterWith is newCluster with set applied to the cluster before it starts (to set
+// the heartbeat, an update observer, labelled sets).
+func newClusterWith(t testing.TB, set func(*cluster)) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := ca.Init(dir, ca.InitOptions{Addr: "127.0.0.1:4433"}); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, dir: dir, addr: "127.0.0.1:0", heartbeat: heartbeat}
+	c := &cluster{t: t, dir: dir, addr: "127.0.0.1:0", heartbeat: time.Second}
+	set(c)
 	c.start()
 	c.addr = c.srv.Addr().String()
 	t.Cleanup(c.stop)

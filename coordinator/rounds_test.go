@@ -36,9 +36,16 @@ func trainingAgent(t testing.TB, c *cluster, name string, data *dataset.Dataset)
 // trainingAgentData starts an agent offering data under the name "blobs".
 func trainingAgentData(t testing.TB, c *cluster, name string, data *dataset.Dataset, _ int) *runningAgent {
 	t.Helper()
+	return trainingAgentWith(t, c, name, data, nil)
+}
+
+// trainingAgentWith is trainingAgentData with set, if not nil, applied to the agent's
+// configuration (hooks such as BeforeUpload or DropOut).
+func trainingAgentWith(t testing.TB, c *cluster, name string, data *dataset.Dataset, set func(*agent.Config)) *runningAgent {
+	t.Helper()
 	id := c.enroll(name)
 	ra := &runningAgent{events: make(chan agent.Event, 64), done: make(chan error, 1)}
-	d, err := agent.New(agent.Config{Identity: id, Logger: quietLogger(), Data: map[string]*dataset.Dataset{"blobs": data},
+	cfg := agent.Config{Identity: id, Logger: quietLogger(), Data: map[string]*dataset.Dataset{"blobs": data},
 		Capabilities: protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "blobs", Data: data}})},
 		Backoff:      agent.Backoff{Min: 50 * time.Millisecond, Max: 400 * time.Millisecond},
 		OnEvent: func(e agent.Event) {
@@ -46,7 +53,11 @@ func trainingAgentData(t testing.TB, c *cluster, name string, data *dataset.Data
 			case ra.events <- e:
 			default:
 			}
-		}})
+		}}
+	if set != nil {
+		set(&cfg)
+	}
+	d, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,17 +125,8 @@ func TestRoundsEndToEnd(t *testing.T) {
 		if h.Number != latest.Number {
 			return fmt.Errorf("signed header names version %d", h.Number)
 		}
-		for {
-			info, ok := tr.Next()
-			if !ok {
-				return nil
-			}
-			buf := make([]float32, info.NumElements())
-			if err := tr.ReadInto(buf); err != nil {
-				return err
-			}
-			weights = append(weights, buf...)
-		}
+		weights, err = readWeights(tr)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,4 +138,20 @@ func TestRoundsEndToEnd(t *testing.T) {
 
 func coordinatorVersionRequest(latest bool) coordinator.VersionRequest {
 	return coordinator.VersionRequest{Latest: latest, Task: "blobs"}
+}
+
+// readWeights reads every tensor of a model stream into one flat vector.
+func readWeights(tr *protocol.TensorReader) ([]float32, error) {
+	var out []float32
+	for {
+		info, ok := tr.Next()
+		if !ok {
+			return out, nil
+		}
+		buf := make([]float32, info.NumElements())
+		if err := tr.ReadInto(buf); err != nil {
+			return nil, err
+		}
+		out = append(out, buf...)
+	}
 }

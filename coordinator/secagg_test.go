@@ -13,7 +13,6 @@ import (
 	"github.com/fedq/fedq/agent"
 	"github.com/fedq/fedq/compute/dataset"
 	"github.com/fedq/fedq/coordinator"
-	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/coordinator/store"
 	"github.com/fedq/fedq/protocol"
 )
@@ -27,18 +26,7 @@ const secureTask = `{"name": "blobs", "dataset": "blobs",
 // secureAgent starts an agent that records its plain updates and may drop out.
 func secureAgent(t *testing.T, c *cluster, name string, data *dataset.Dataset, record func(round uint64, u []float32), drop func(taskID, phase string) bool) {
 	t.Helper()
-	id := c.enroll(name)
-	d, err := agent.New(agent.Config{Identity: id, Logger: quietLogger(), Data: map[string]*dataset.Dataset{"blobs": data},
-		Capabilities: protocol.Capabilities{Backend: "cpu", Datasets: agent.Describe([]*agent.LocalData{{Name: "blobs", Data: data}})},
-		Backoff:      agent.Backoff{Min: 50 * time.Millisecond, Max: 400 * time.Millisecond},
-		BeforeUpload: record, DropOut: drop})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	trainingAgentWith(t, c, name, data, func(cfg *agent.Config) { cfg.BeforeUpload, cfg.DropOut = record, drop })
 }
 
 // TestSecureRounds runs secure rounds over QUIC with an agent dropping out at a
@@ -49,7 +37,7 @@ func TestSecureRounds(t *testing.T) {
 	var mu sync.Mutex
 	plain := 0
 	masked := map[string][]uint32{} // agent/round → masked vector as received
-	c := newClusterObserved(t, func(a string, hdr *protocol.UpdateHeader, p []float32, m []uint32) {
+	observe := func(a string, hdr *protocol.UpdateHeader, p []float32, m []uint32) {
 		mu.Lock()
 		defer mu.Unlock()
 		if p != nil {
@@ -58,7 +46,8 @@ func TestSecureRounds(t *testing.T) {
 		if m != nil {
 			masked[fmt.Sprintf("%s/%d", a, hdr.Round)] = append([]uint32(nil), m...)
 		}
-	})
+	}
+	c := newClusterWith(t, func(c *cluster) { c.observe = observe })
 	updates := map[string][]float32{} // agent/round → plain update, as the agent made it
 	dropPhase := map[uint64]string{1: agent.DropUpload, 2: agent.DropShare, 3: agent.DropUnmask}
 	for i := range 5 {
@@ -158,37 +147,14 @@ func TestSecureRounds(t *testing.T) {
 func fetch(t *testing.T, adm *coordinator.AdminClient, v store.Version) []float32 {
 	t.Helper()
 	var out []float32
-	err := adm.FetchModel(context.Background(), v.Number, v.Hash, func(tr *protocol.TensorReader) error {
-		for {
-			info, ok := tr.Next()
-			if !ok {
-				return nil
-			}
-			buf := make([]float32, info.NumElements())
-			if err := tr.ReadInto(buf); err != nil {
-				return err
-			}
-			out = append(out, buf...)
-		}
+	err := adm.FetchModel(context.Background(), v.Number, v.Hash, func(tr *protocol.TensorReader) (err error) {
+		out, err = readWeights(tr)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// newClusterObserved is newCluster with the coordinator's updates observed.
-func newClusterObserved(t *testing.T, observe func(string, *protocol.UpdateHeader, []float32, []uint32)) *cluster {
-	t.Helper()
-	dir := t.TempDir()
-	if _, err := ca.Init(dir, ca.InitOptions{Addr: "127.0.0.1:4433"}); err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{t: t, dir: dir, addr: "127.0.0.1:0", heartbeat: time.Second, observe: observe}
-	c.start()
-	c.addr = c.srv.Addr().String()
-	t.Cleanup(c.stop)
-	return c
 }
 
 // TestSecureRoundSurvivesRestart stops the coordinator in the middle of a secure round —
@@ -256,7 +222,7 @@ func TestSecureRoundSurvivesRestart(t *testing.T) {
 func TestDistributedDPRounds(t *testing.T) {
 	var mu sync.Mutex
 	plain, masked := 0, 0
-	c := newClusterObserved(t, func(_ string, _ *protocol.UpdateHeader, p []float32, m []uint32) {
+	observe := func(_ string, _ *protocol.UpdateHeader, p []float32, m []uint32) {
 		mu.Lock()
 		defer mu.Unlock()
 		if p != nil {
@@ -265,7 +231,8 @@ func TestDistributedDPRounds(t *testing.T) {
 		if m != nil {
 			masked++
 		}
-	})
+	}
+	c := newClusterWith(t, func(c *cluster) { c.observe = observe })
 	updates := map[string][]float32{}
 	for i := range 5 {
 		name := fmt.Sprintf("site-%d", i)

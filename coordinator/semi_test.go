@@ -82,10 +82,7 @@ func TestSemiMixedRound(t *testing.T) {
 // initial model on its labelled set and fine-tunes every aggregate on it. A task naming
 // a labelled set the coordinator does not hold is refused when submitted.
 func TestSemiLabelsAtCoordinator(t *testing.T) {
-	c := newCluster(t)
-	c.stop()
-	c.labelled = map[string]*dataset.Dataset{"blobs-labelled": blobs(64, 99)}
-	c.start()
+	c := newClusterWith(t, func(c *cluster) { c.labelled = map[string]*dataset.Dataset{"blobs-labelled": blobs(64, 99)} })
 	for i := range 4 {
 		trainingAgent(t, c, fmt.Sprintf("site-%d", i), hidden(blobs(200, uint64(i))))
 	}
