@@ -27,19 +27,17 @@ func (c *Config) Quantize(dst []uint32, update []float32, w float64, rng *rand.R
 	s := math.Min(w, c.MaxWeight) / c.MaxWeight
 	clip, levels := c.Clip, c.Levels
 	scale := float64(levels) / (2 * clip)
-	for i, v := range update {
-		x := float64(v)
-		if x != x || math.IsInf(x, 0) {
-			return fmt.Errorf("secagg: value %d of the update is %g", i, v)
-		}
-	}
 	// Stochastic rounding: up with probability equal to the fraction, from 32 random
 	// bits per value.
 	var bits uint64
 	for i := range dst {
 		x := s
 		if i < len(update) {
-			x = float64(update[i]) * s
+			v := float64(update[i])
+			if v != v || math.IsInf(v, 0) {
+				return fmt.Errorf("secagg: value %d of the update is %g", i, v)
+			}
+			x = v * s
 		}
 		if x < -clip {
 			x = -clip
