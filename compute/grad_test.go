@@ -23,6 +23,9 @@ var gradSpecs = []Spec{
 	{Name: "relu-pool3", Input: []int{2, 9, 9}, Classes: 3, Layers: []LayerSpec{
 		{Type: LayerConv2D, Out: 3, Kernel: 3, Pad: 1}, {Type: LayerReLU}, {Type: LayerMaxPool, Kernel: 3, Stride: 2},
 		{Type: LayerDense, Out: 3}}},
+	{Name: "tanh-cnn", Input: []int{1, 10, 10}, Classes: 3, Layers: []LayerSpec{
+		{Type: LayerConv2D, Out: 3, Kernel: 4, Stride: 2, Pad: 1}, {Type: LayerTanh}, {Type: LayerMaxPool, Kernel: 2, Stride: 1},
+		{Type: LayerFlatten}, {Type: LayerDense, Out: 5}, {Type: LayerTanh}, {Type: LayerDense, Out: 3}}},
 	{Name: "mini-cnn", Input: []int{1, 12, 12}, Classes: 10, Layers: []LayerSpec{
 		{Type: LayerConv2D, Out: 4, Kernel: 5, Pad: 2}, {Type: LayerReLU}, {Type: LayerMaxPool, Kernel: 2},
 		{Type: LayerConv2D, Out: 6, Kernel: 5, Pad: 2}, {Type: LayerReLU}, {Type: LayerMaxPool, Kernel: 2},

@@ -1,6 +1,9 @@
 package compute
 
-import "math/rand/v2"
+import (
+	"math"
+	"math/rand/v2"
+)
 
 // layer is one step of a model. Buffers are owned by the layer, sized for the largest
 // batch seen so far, so steady-state training allocates nothing. forward keeps a
@@ -92,6 +95,35 @@ func (l *relu[T]) forward(x []T, n int, _ bool) []T {
 func (l *relu[T]) backward(dy []T, n int, _ bool, _ T) []T {
 	l.dx = grow(l.dx, n*l.size)
 	l.e.reluGrad(l.y[:n*l.size], dy[:n*l.size], l.dx)
+	return l.dx
+}
+
+// tanh is the hyperbolic tangent y = tanh(x). A bounded activation keeps activations,
+// and so per-example gradient norms, from growing as training goes on, which is why
+// DP-SGD loses less to clipping with it (Papernot et al. 2021, "Tempered sigmoid
+// activations for deep learning with differential privacy").
+type tanh[T Float] struct {
+	size  int
+	y, dx []T
+}
+
+func (l *tanh[T]) params() []*Param[T] { return nil }
+
+func (l *tanh[T]) forward(x []T, n int, _ bool) []T {
+	m := n * l.size
+	l.y = grow(l.y, m)
+	for i, v := range x[:m] {
+		l.y[i] = T(math.Tanh(float64(v)))
+	}
+	return l.y
+}
+
+func (l *tanh[T]) backward(dy []T, n int, _ bool, _ T) []T {
+	m := n * l.size
+	l.dx = grow(l.dx, m)
+	for i, y := range l.y[:m] {
+		l.dx[i] = dy[i] * (1 - y*y)
+	}
 	return l.dx
 }
 

@@ -48,3 +48,20 @@ func TestMaxPoolPropagatesNaNAndFusesReLU(t *testing.T) {
 		}
 	}
 }
+
+// TestTanhForward checks the tanh layer's values against math.Tanh, saturation and NaN
+// included; its gradient is checked by TestGradientsMatchFiniteDifferences.
+func TestTanhForward(t *testing.T) {
+	m, err := New[float32](Spec{Input: []int{6}, Classes: 6, Layers: []LayerSpec{{Type: LayerTanh}}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []float32{0, 0.5, -2, 30, -30, float32(math.NaN())}
+	y := m.Forward(x, 1, false)
+	for i, v := range x {
+		want := float32(math.Tanh(float64(v)))
+		if y[i] != want && !(math.IsNaN(float64(want)) && math.IsNaN(float64(y[i]))) {
+			t.Errorf("tanh(%v) = %v, want %v", v, y[i], want)
+		}
+	}
+}

@@ -109,6 +109,8 @@ func New[T Float](spec Spec, opt Options) (*Model[T], error) {
 				relu: i > 0 && plan[i-1].Type == LayerReLU}
 		case LayerReLU:
 			l = &relu[T]{e: eng, size: prod(pl.in)}
+		case LayerTanh:
+			l = &tanh[T]{size: prod(pl.in)}
 		case LayerDropout:
 			l = &dropout[T]{size: prod(pl.in), p: pl.P, rng: rand.New(rand.NewPCG(opt.Seed, uint64(i)+0x5eed))}
 		case LayerFlatten:

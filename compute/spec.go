@@ -32,6 +32,7 @@ type Spec struct {
 //	maxpool2d  Kernel, Stride (default Kernel). Input [C,H,W]; windows must fit exactly
 //	           (floor mode, as PyTorch's default).
 //	relu       no fields.
+//	tanh       no fields: the hyperbolic tangent (bounded; what DP-SGD models prefer).
 //	dropout    P, the probability of zeroing an activation while training (inverted
 //	           dropout: survivors are scaled by 1/(1-P)).
 //	flatten    no fields.
@@ -54,11 +55,12 @@ const (
 	LayerConv2D  = "conv2d"
 	LayerMaxPool = "maxpool2d"
 	LayerReLU    = "relu"
+	LayerTanh    = "tanh"
 	LayerDropout = "dropout"
 	LayerFlatten = "flatten"
 )
 
-var layerTypes = []string{LayerDense, LayerConv2D, LayerMaxPool, LayerReLU, LayerDropout, LayerFlatten}
+var layerTypes = []string{LayerDense, LayerConv2D, LayerMaxPool, LayerReLU, LayerTanh, LayerDropout, LayerFlatten}
 
 // Limits that keep a spec from describing a model no machine could hold.
 const (
@@ -244,7 +246,7 @@ func (s Spec) plan() ([]plannedLayer, error) {
 				return nil, bad("kernel %d is larger than the input %v", l.Kernel, shape)
 			}
 			shape = []int{shape[0], (shape[1]-l.Kernel)/p.Stride + 1, (shape[2]-l.Kernel)/p.Stride + 1}
-		case LayerReLU, LayerFlatten:
+		case LayerReLU, LayerTanh, LayerFlatten:
 			if l.Out != 0 || l.Kernel != 0 || l.Stride != 0 || l.Pad != 0 || l.P != 0 {
 				return nil, bad("takes no parameters")
 			}

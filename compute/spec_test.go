@@ -47,6 +47,7 @@ func TestParseSpecErrors(t *testing.T) {
 		{`{"input":[4],"classes":2,"layers":[{"type":"dropout","p":1}]}`, "p must be in [0,1)"},
 		{`{"input":[4],"classes":2,"layers":[{"type":"dense","out":2,"name":"a"},{"type":"dense","out":2,"name":"a"}]}`, `duplicate name "a"`},
 		{`{"input":[4],"classes":2,"layers":[{"type":"relu","name":"r"}]}`, "name is only for layers with parameters"},
+		{`{"input":[4],"classes":2,"layers":[{"type":"tanh","p":0.5},{"type":"dense","out":2}]}`, "layer 0 (tanh): takes no parameters"},
 		{`{"input":[4],"classes":2,"layers":[{"type":"dense","out":2}],"extra":1}`, `unknown field "extra"`},
 		{`{"input":[],"classes":2,"layers":[]}`, "input must be"},
 		{`{"input":[4],"classes":1,"layers":[{"type":"dense","out":1}]}`, "classes must be at least 2"},

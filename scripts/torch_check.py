@@ -63,6 +63,8 @@ class FedqNet(nn.Module):
                 shape = [shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1]
             elif t == "relu":
                 self.steps.append(("fn", torch.relu))
+            elif t == "tanh":
+                self.steps.append(("fn", torch.tanh))
             elif t == "dropout":
                 self.steps.append(("fn", lambda x: x))  # evaluation mode
             elif t == "flatten":

@@ -28,6 +28,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.IntFlag{Name: "local-epochs", Value: 1, Usage: "local epochs per round (E)"},
 			&cli.IntFlag{Name: "batch", Value: 10, Usage: "local mini-batch size (B)"},
 			&cli.Float64Flag{Name: "lr", Value: 0.1, Usage: "local learning rate"},
+			&cli.Float64Flag{Name: "momentum", Usage: "local SGD momentum, in [0, 1) (0: plain SGD)"},
 			&cli.IntFlag{Name: "rounds", Value: 20, Usage: "rounds to run at most"},
 			&cli.Float64Flag{Name: "target-accuracy", Usage: "stop once a version reaches this test accuracy (e.g. 0.97)"},
 			&cli.StringFlag{Name: "strategy", Value: "fedavg", Usage: "aggregation strategy, NAME or NAME:key=value,... (fedq sim --strategy help lists them)"},
@@ -64,7 +65,7 @@ et al. (2017)'s 2NN on IID data:
 
 func runSim(c *cli.Context) error {
 	cfg := sim.Config{Agents: c.Int("agents"), Model: c.String("model"), Partition: c.String("partition"), Fraction: c.Float64("fraction"),
-		Epochs: c.Int("local-epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Rounds: c.Int("rounds"),
+		Epochs: c.Int("local-epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Momentum: c.Float64("momentum"), Rounds: c.Int("rounds"),
 		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir"),
 		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale"),
 		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode"),

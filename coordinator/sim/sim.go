@@ -45,7 +45,9 @@ type Config struct {
 	Epochs    int
 	Batch     int
 	LR        float64
-	Rounds    int
+	// Momentum is the agents' local SGD momentum (0: plain SGD).
+	Momentum float64
+	Rounds   int
 	// Target, when positive, stops the simulation once a version reaches this test
 	// accuracy.
 	Target float64
@@ -440,7 +442,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	ts := task.Spec{Name: "sim", Model: model, Dataset: "mnist", Seed: cfg.Seed,
-		Train:    task.Train{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR},
+		Train:    task.Train{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum},
 		Strategy: task.Strategy{Name: strategy, Params: params},
 		Rounds:   cfg.Rounds,
 		Fraction: cfg.Fraction, OverSelect: 1,
