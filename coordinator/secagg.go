@@ -26,9 +26,11 @@ type secureRound struct {
 	srv    *secagg.Server
 	cfg    secagg.Config
 	params *protocol.SecAggParams
-	// Distributed DP: the round's encoding, and the population its agents were
-	// sampled from (the sum is divided by the expected participants).
+	// Distributed DP: the round's encoding, the agents its noise is planned for (the
+	// fewest survivors it may commit with), and the population its agents were sampled
+	// from (the sum is divided by the expected participants).
 	ddp      *dp.Distributed
+	planned  int
 	eligible int
 }
 
@@ -47,13 +49,15 @@ func (r *rounds) startSecure(tm *taskModel, a engine.StartRound) error {
 	}
 	_, _ = rand.Read(cfg.GraphSeed[:])
 	var ddp *dp.Distributed
+	var planned int
 	if p := tm.spec.Privacy; p != nil && p.Mode == task.Distributed {
 		if len(members) > p.MaxAgents {
 			return fmt.Errorf("%d agents sampled, more than the %d distributed DP's sum is sized for (privacy.max_agents)", len(members), p.MaxAgents)
 		}
 		var seed [32]byte
 		_, _ = rand.Read(seed[:])
-		if ddp, err = p.Plan(tm.size, seed); err != nil {
+		planned = p.PlannedAgents(len(members), sa.Dropout)
+		if ddp, err = p.Plan(tm.size, seed, planned); err != nil {
 			return err
 		}
 		// The masked vector is the encoded update alone: DP-FedAvg's sum is unweighted,
@@ -69,11 +73,11 @@ func (r *rounds) startSecure(tm *taskModel, a engine.StartRound) error {
 		return err
 	}
 	cfg = srv.Config()
-	tm.sa = &secureRound{srv: srv, cfg: cfg, ddp: ddp, eligible: a.Eligible, params: &protocol.SecAggParams{Threshold: uint32(cfg.Threshold),
+	tm.sa = &secureRound{srv: srv, cfg: cfg, ddp: ddp, planned: planned, eligible: a.Eligible, params: &protocol.SecAggParams{Threshold: uint32(cfg.Threshold),
 		Neighbours: uint32(cfg.Neighbours), ModulusBits: 32, QuantRange: float64(cfg.Levels), ClipRange: cfg.Clip,
 		Participants: uint32(len(members)), Members: members, GraphSeed: cfg.GraphSeed[:], MaxWeight: cfg.MaxWeight, Levels: cfg.Levels}}
 	r.log.Info("secure round", "task", a.TaskID, "agents", len(members), "neighbours", cfg.Neighbours, "threshold", cfg.Threshold,
-		"max_weight", cfg.MaxWeight)
+		"max_weight", cfg.MaxWeight, "noise_planned_for", planned)
 	return nil
 }
 
@@ -276,11 +280,11 @@ func (r *rounds) finishSecure(tm *taskModel) (examples uint64, loss float64, has
 // finishDistributed decodes a distributed-DP round's sum — the survivors' clipped,
 // noised updates — and folds DP-FedAvg's estimate of the mean, the sum over the expected
 // participants (fraction × eligible), into the aggregator. A round whose survivors are
-// fewer than privacy.min_agents carries too little noise and is not committed.
+// fewer than the agents its noise was planned for carries too little noise and is not
+// committed.
 func (r *rounds) finishDistributed(tm *taskModel, sa *secureRound, sum []uint32, n int) error {
-	p := tm.spec.Privacy
-	if n < p.MinAgents {
-		return fmt.Errorf("%d agents' noise in the sum, privacy.min_agents is %d: the round would release too little noise", n, p.MinAgents)
+	if n < sa.planned {
+		return fmt.Errorf("%d agents' noise in the sum, planned for %d: the round would release too little noise", n, sa.planned)
 	}
 	mean := make([]float32, tm.size)
 	expected := max(1, tm.spec.Fraction*float64(sa.eligible))

@@ -50,9 +50,11 @@ type Privacy struct {
 	Epsilon float64 `json:"epsilon"`
 	Delta   float64 `json:"delta"`
 	// MinAgents, for mode distributed, is the fewest agents whose noise a committed
-	// round's sum carries: their shares add up to the noise multiplier, so a round with
-	// fewer survivors is abandoned (and the next attempt samples afresh). Required; pick
-	// it well below the expected participants (fraction × agents).
+	// round's sum carries. Each round plans its noise for the agents it sampled, less a
+	// margin for dropouts, and never for fewer than MinAgents (PlannedAgents): the
+	// planned agents' shares add up to the noise multiplier, so a round with fewer
+	// survivors is abandoned (and the next attempt samples afresh). Required; pick it
+	// well below the expected participants (fraction × agents).
 	MinAgents int `json:"min_agents,omitempty"`
 	// MaxAgents, for mode distributed, is the most agents the modular sum is sized for
 	// (default 16 × MinAgents).
@@ -288,11 +290,25 @@ func (p *Privacy) distributed(s *Spec) error {
 	return nil
 }
 
+// PlannedAgents is, for mode distributed, how many agents' noise a round that sampled
+// sampled agents is planned for: the sampled agents less a margin for dropouts — the
+// expected dropouts (dropout, secagg.dropout) plus three standard deviations — and never
+// fewer than MinAgents. Each agent adds 1/planned of the noise's variance, so a sum of
+// at least planned survivors carries the whole noise, and a round with fewer survivors
+// is not committed. Planning per round, rather than for MinAgents always, spares the
+// sum the noise that the sampling's spread would otherwise cost (√(expected/MinAgents)
+// times the central noise).
+func (p *Privacy) PlannedAgents(sampled int, dropout float64) int {
+	n := float64(sampled)
+	margin := int(math.Ceil(dropout*n + 3*math.Sqrt(n*dropout*(1-dropout))))
+	return min(max(p.MinAgents, sampled-margin), p.MaxAgents)
+}
+
 // Plan is a distributed-DP round's encoding for a model of dim parameters, with the
-// rotation drawn from seed.
-func (p *Privacy) Plan(dim int, seed [32]byte) (*dp.Distributed, error) {
+// rotation drawn from seed and the noise planned for agents agents (see PlannedAgents).
+func (p *Privacy) Plan(dim int, seed [32]byte, agents int) (*dp.Distributed, error) {
 	return dp.PlanDistributed(dp.DistributedPlan{Dim: dim, Clip: p.Clip, NoiseMultiplier: p.NoiseMultiplier,
-		MinAgents: p.MinAgents, MaxAgents: p.MaxAgents, Bits: p.Bits, ModClip: p.ModClip, Seed: seed})
+		MinAgents: p.MinAgents, MaxAgents: p.MaxAgents, Agents: agents, Bits: p.Bits, ModClip: p.ModClip, Seed: seed})
 }
 
 // adaptive checks adaptive clipping once the noise multiplier is known; expected is the

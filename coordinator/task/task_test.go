@@ -194,3 +194,24 @@ func TestAdaptiveClipNoiseSplit(t *testing.T) {
 		t.Fatalf("update noise multiplier %v (want %v), %+v", got, want, p.AdaptiveClip)
 	}
 }
+
+// TestPlannedAgents checks distributed DP's per-round noise plan: the sampled agents less
+// the expected dropouts and three standard deviations, within [min_agents, max_agents].
+func TestPlannedAgents(t *testing.T) {
+	p := Privacy{Mode: Distributed, MinAgents: 70, MaxAgents: 1120}
+	for _, c := range []struct {
+		sampled int
+		dropout float64
+		want    int
+	}{
+		{100, 0.01, 96},  // 1 expected + 3·0.995 → a margin of 4
+		{100, 0.1, 81},   // 10 + 3·3 = 19
+		{112, 0.01, 107}, // 1.12 + 3·1.05 = 4.27: a margin of 5
+		{72, 0.01, 70},   // the margin would go below min_agents
+		{2000, 0.01, 1120},
+	} {
+		if got := p.PlannedAgents(c.sampled, c.dropout); got != c.want {
+			t.Errorf("PlannedAgents(%d, %v) = %d, want %d", c.sampled, c.dropout, got, c.want)
+		}
+	}
+}

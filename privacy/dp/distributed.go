@@ -45,11 +45,16 @@ var DefaultBeta = math.Exp(-0.5)
 type DistributedPlan struct {
 	Dim  int
 	Clip float64
-	// NoiseMultiplier z: the noise of the sum, over the clip, once MinAgents agents
-	// have added their shares.
+	// NoiseMultiplier z: the noise of the sum, over the clip, once Agents agents have
+	// added their shares.
 	NoiseMultiplier float64
 	// MinAgents and MaxAgents bound the agents whose encoded updates a sum holds.
 	MinAgents, MaxAgents int
+	// Agents is how many agents' shares the noise is planned for, in [MinAgents,
+	// MaxAgents]; 0 means MinAgents. A round planned for the agents it sampled (less a
+	// margin for dropouts) carries less noise than one planned for the fewest it may
+	// commit with, and the grid, sized for MinAgents, still holds the sum.
+	Agents int
 	// Bits of the modular sum (default 32, the width of fedq's secure aggregation).
 	Bits int
 	// ModClip is the target probability that a coordinate of the sum wraps around
@@ -62,7 +67,7 @@ type DistributedPlan struct {
 // smallest step that keeps the sum of MaxAgents agents' rotated updates and noise within
 // ±2^(Bits−1) with probability 1 − ModClip (a Gaussian tail bound per coordinate, union
 // over the coordinates, updates assumed aligned), and Sigma2 gives the sum the noise
-// multiplier asked for once MinAgents agents took part.
+// multiplier asked for once Agents (default MinAgents) agents took part.
 func PlanDistributed(p DistributedPlan) (*Distributed, error) {
 	if p.Bits == 0 {
 		p.Bits = 32
@@ -79,6 +84,8 @@ func PlanDistributed(p DistributedPlan) (*Distributed, error) {
 		return nil, fmt.Errorf("distributed DP: noise multiplier %g: must be positive", p.NoiseMultiplier)
 	case p.MinAgents < 1 || p.MaxAgents < p.MinAgents:
 		return nil, fmt.Errorf("distributed DP: agents %d..%d", p.MinAgents, p.MaxAgents)
+	case p.Agents != 0 && (p.Agents < p.MinAgents || p.Agents > p.MaxAgents):
+		return nil, fmt.Errorf("distributed DP: noise planned for %d agents, outside %d..%d", p.Agents, p.MinAgents, p.MaxAgents)
 	case p.Bits < 8 || p.Bits > 32:
 		return nil, fmt.Errorf("distributed DP: %d bits: want 8..32", p.Bits)
 	case !(p.ModClip > 0 && p.ModClip < 1):
@@ -96,7 +103,11 @@ func PlanDistributed(p DistributedPlan) (*Distributed, error) {
 		return nil, fmt.Errorf("distributed DP: %d bits cannot hold the sum of %d agents", p.Bits, p.MaxAgents)
 	}
 	dd := &Distributed{Dim: p.Dim, Padded: padded, Clip: p.Clip, Gamma: half / room, Beta: DefaultBeta, Bits: p.Bits, Seed: p.Seed}
-	dd.Sigma2 = math.Pow(p.NoiseMultiplier*dd.Sensitivity(), 2) / nMin
+	agents := float64(p.Agents)
+	if p.Agents == 0 {
+		agents = nMin
+	}
+	dd.Sigma2 = math.Pow(p.NoiseMultiplier*dd.Sensitivity(), 2) / agents
 	if dd.Sigma2 > MaxSigma2 {
 		return nil, fmt.Errorf("distributed DP: each agent's noise variance %g is beyond the sampler's 2^60: use fewer bits", dd.Sigma2)
 	}

@@ -175,6 +175,8 @@ func TestPlanDistributedRefuses(t *testing.T) {
 		"clip":   func(p *DistributedPlan) { p.Clip = math.NaN() },
 		"noise":  func(p *DistributedPlan) { p.NoiseMultiplier = 0 },
 		"agents": func(p *DistributedPlan) { p.MinAgents = 20 },
+		"few":    func(p *DistributedPlan) { p.Agents = 4 },
+		"many":   func(p *DistributedPlan) { p.Agents = 11 },
 		"bits":   func(p *DistributedPlan) { p.Bits = 40 },
 	} {
 		p := ok
@@ -185,5 +187,33 @@ func TestPlanDistributedRefuses(t *testing.T) {
 	}
 	if _, err := PlanDistributed(ok); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPlanDistributedForAgents checks that planning the noise for more agents than the
+// fewest divides each agent's variance among them — the sum of Agents shares has the
+// noise multiplier asked for — and leaves the grid, sized for MinAgents, as it was.
+func TestPlanDistributedForAgents(t *testing.T) {
+	base := DistributedPlan{Dim: 1000, Clip: 0.5, NoiseMultiplier: 3, MinAgents: 70, MaxAgents: 1120}
+	floor, err := PlanDistributed(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, agents := range []int{70, 96, 100, 1120} {
+		p := base
+		p.Agents = agents
+		d, err := PlanDistributed(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Gamma != floor.Gamma {
+			t.Errorf("agents %d: grid step %g, want %g as planned for the fewest", agents, d.Gamma, floor.Gamma)
+		}
+		if got := d.NoiseMultiplier(agents); math.Abs(got/3-1) > 1e-12 {
+			t.Errorf("agents %d: the sum of their shares has noise multiplier %g, want 3", agents, got)
+		}
+		if want := floor.Sigma2 * 70 / float64(agents); math.Abs(d.Sigma2/want-1) > 1e-12 {
+			t.Errorf("agents %d: each share's variance %g, want %g", agents, d.Sigma2, want)
+		}
 	}
 }
