@@ -38,9 +38,13 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			}
 			defer f.Close()
 			// PyTorch names and layouts.
-			want := map[string][]int{"fc1.weight": {200, 784}, "fc3.bias": {10}}
-			if name == "cnn" {
-				want = map[string][]int{"conv1.weight": {32, 1, 5, 5}, "conv2.weight": {64, 32, 5, 5}, "fc1.weight": {512, 3136}, "fc2.bias": {10}}
+			want := map[string]map[string][]int{
+				"2nn":   {"fc1.weight": {200, 784}, "fc3.bias": {10}},
+				"cnn":   {"conv1.weight": {32, 1, 5, 5}, "conv2.weight": {64, 32, 5, 5}, "fc1.weight": {512, 3136}, "fc2.bias": {10}},
+				"dpcnn": {"conv1.weight": {16, 1, 8, 8}, "conv2.weight": {32, 16, 4, 4}, "fc1.weight": {32, 512}, "fc2.bias": {10}},
+			}[name]
+			if want == nil {
+				t.Fatalf("no PyTorch layout to check for builtin %s", name)
 			}
 			for n, shape := range want {
 				info, ok := f.Info(n)

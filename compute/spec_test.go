@@ -11,14 +11,14 @@ func TestBuiltinParameterCounts(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		count int
-	}{{"2nn", 199210}, {"cnn", 1663370}} {
+	}{{"2nn", 199210}, {"cnn", 1663370}, {"dpcnn", 26010}} {
 		spec, _ := BuiltinSpec(c.name)
 		m, err := New[float32](spec, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if m.NumParams() != c.count {
-			t.Errorf("%s has %d parameters, want %d (McMahan et al. 2017)", c.name, m.NumParams(), c.count)
+			t.Errorf("%s has %d parameters, want %d (McMahan et al. 2017; Papernot et al. 2021)", c.name, m.NumParams(), c.count)
 		}
 	}
 }

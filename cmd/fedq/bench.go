@@ -26,7 +26,7 @@ func benchCommand() *cli.Command {
 MNIST, after a warm-up, in repetitions of --secs seconds, and prints the median
 samples per second: the same work as ../shared/bench/torch_mnist.py measures for PyTorch.`,
 			Flags: append([]cli.Flag{
-				&cli.StringFlag{Name: "model", Value: "2nn", Usage: "2nn, cnn, a JSON spec file, or inline JSON"},
+				&cli.StringFlag{Name: "model", Value: "2nn", Usage: "2nn, cnn, dpcnn, a JSON spec file, or inline JSON"},
 				&cli.IntFlag{Name: "batch", Value: 10, Usage: "mini-batch size"},
 				&cli.Float64Flag{Name: "secs", Value: 3, Usage: "seconds per repetition"},
 				&cli.IntFlag{Name: "reps", Value: 5, Usage: "repetitions (the median is reported)"},

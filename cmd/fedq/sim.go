@@ -22,7 +22,7 @@ et al. (2017)'s 2NN on IID data:
             --batch 10 --lr 0.1 --rounds 200 --target-accuracy 0.97`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "agents", Value: 10, Usage: "agents in the federation"},
-			&cli.StringFlag{Name: "model", Value: "2nn", Usage: "2nn, cnn, a JSON spec file, or inline JSON"},
+			&cli.StringFlag{Name: "model", Value: "2nn", Usage: "2nn, cnn, dpcnn, a JSON spec file, or inline JSON"},
 			&cli.StringFlag{Name: "partition", Value: "iid", Usage: "iid, dirichlet:ALPHA, or shards[:PER_AGENT] (McMahan's pathological non-IID)"},
 			&cli.Float64Flag{Name: "fraction", Value: 1, Usage: "share of agents selected per round (C)"},
 			&cli.IntFlag{Name: "local-epochs", Value: 1, Usage: "local epochs per round (E)"},

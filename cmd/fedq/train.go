@@ -21,7 +21,7 @@ evaluates on the test split. Example:
 
    fedq train --model 2nn --dataset mnist --epochs 1 --batch 10 --lr 0.1 --out 2nn.safetensors`,
 		Flags: append(append([]cli.Flag{
-			&cli.StringFlag{Name: "model", Value: "2nn", Usage: "2nn, cnn, a JSON spec file, or inline JSON"},
+			&cli.StringFlag{Name: "model", Value: "2nn", Usage: "2nn, cnn, dpcnn, a JSON spec file, or inline JSON"},
 			&cli.IntFlag{Name: "epochs", Value: 1, Usage: "passes over the training set"},
 			&cli.IntFlag{Name: "batch", Value: 10, Usage: "mini-batch size"},
 			&cli.Float64Flag{Name: "lr", Value: 0.1, Usage: "learning rate"},
