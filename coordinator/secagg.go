@@ -27,7 +27,8 @@ type secureRound struct {
 	cfg    secagg.Config
 	params *protocol.SecAggParams
 	// Distributed DP: the round's encoding, and the population its agents were
-	// sampled from (the sum is divided by the expected participants).
+	// sampled from (the sum is divided by the expected participants, or with
+	// fixed-size sampling by the number sampled).
 	ddp      *dp.Distributed
 	eligible int
 }
@@ -275,7 +276,8 @@ func (r *rounds) finishSecure(tm *taskModel) (examples uint64, loss float64, has
 
 // finishDistributed decodes a distributed-DP round's sum — the survivors' clipped,
 // noised updates — and folds DP-FedAvg's estimate of the mean, the sum over the expected
-// participants (fraction × eligible), into the aggregator. A round whose survivors are
+// participants (fraction × eligible; with fixed-size sampling, the number sampled), into
+// the aggregator. A round whose survivors are
 // fewer than privacy.min_agents carries too little noise and is not committed.
 func (r *rounds) finishDistributed(tm *taskModel, sa *secureRound, sum []uint32, n int) error {
 	p := tm.spec.Privacy
@@ -283,7 +285,7 @@ func (r *rounds) finishDistributed(tm *taskModel, sa *secureRound, sum []uint32,
 		return fmt.Errorf("%d agents' noise in the sum, privacy.min_agents is %d: the round would release too little noise", n, p.MinAgents)
 	}
 	mean := make([]float32, tm.size)
-	expected := max(1, tm.spec.Fraction*float64(sa.eligible))
+	expected := max(1, p.Denominator(sa.eligible))
 	if err := sa.ddp.Decode(mean, sum, 1/expected); err != nil {
 		return err
 	}
