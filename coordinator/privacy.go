@@ -13,8 +13,9 @@ import (
 // each update is clipped to L2 norm Clip as it is folded in, with unit weight (an
 // agent's influence must not depend on what it claims about its data); Finish turns the
 // mean into the sum, adds Gaussian noise of standard deviation NoiseMultiplier·Clip, and
-// divides by the expected number of participants (the fixed-denominator estimator, whose
-// sensitivity does not depend on how many agents took part).
+// divides by the expected number of participants, or with fixed-size sampling by the
+// number sampled (the fixed-denominator estimator, whose sensitivity does not depend on
+// how many agents took part).
 //
 // With adaptive clipping the clip moves between rounds: clip is the running round's, and
 // Finish computes next from the noised count of unclipped updates; the driver adopts it
@@ -23,7 +24,7 @@ type centralDP struct {
 	inner     aggregation.Aggregator
 	p         *task.Privacy
 	noise     *dp.Noise
-	denom     float64   // sample rate × eligible agents of the running round
+	denom     float64   // the running round's task.Privacy.Denominator
 	sizes     []int     // with PerLayer: the parameter tensors' sizes
 	bounds    []float64 // and their bounds, clip/√len(sizes) each
 	clip      float64   // the running round's clip
@@ -51,9 +52,10 @@ func (a *centralDP) setClip(c float64) {
 	}
 }
 
-// startRound sets the round's expected participants.
-func (a *centralDP) startRound(sampleRate float64, eligible int) {
-	a.denom = sampleRate * float64(eligible)
+// startRound sets the round's denominator: the expected participants (Poisson
+// sampling) or the sample size (fixed), task.Privacy.Denominator.
+func (a *centralDP) startRound(denom float64) {
+	a.denom = denom
 	a.unclipped = 0
 }
 
@@ -92,7 +94,7 @@ func (a *centralDP) Finish() ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	// mean·n is the sum of the clipped updates; noise it, then divide by q·N.
+	// mean·n is the sum of the clipped updates; noise it, then divide by q·N (or m).
 	sum := mean
 	for i := range sum {
 		sum[i] *= float32(n)

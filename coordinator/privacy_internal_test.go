@@ -21,7 +21,7 @@ func TestCentralDPAggregate(t *testing.T) {
 		p := &task.Privacy{Mode: task.Central, Clip: 2, NoiseMultiplier: z}
 		avg, _ := aggregation.New("fedavg", nil, aggregation.Options{})
 		a := newCentralDP(avg.NewRound(size), p, nil)
-		a.startRound(0.1, 40) // 4 expected participants
+		a.startRound(0.1 * 40) // 4 expected participants
 		a.Reset(make([]float32, size))
 		want := make([]float64, size)
 		for i := range 3 {
@@ -117,7 +117,7 @@ func TestCentralDPPerLayerClipping(t *testing.T) {
 	p := &task.Privacy{Mode: task.Central, Clip: 2, PerLayer: true}
 	avg, _ := aggregation.New("fedavg", nil, aggregation.Options{})
 	a := newCentralDP(avg.NewRound(6), p, []int{2, 4})
-	a.startRound(1, 1)
+	a.startRound(1)
 	a.Reset(make([]float32, 6))
 	u := []float32{30, 40, 0.1, 0, 0, 0} // layer 1 far over its bound, layer 2 within
 	if err := a.Add(u, 1); err != nil {
@@ -146,7 +146,7 @@ func TestAdaptiveClipping(t *testing.T) {
 	p := &task.Privacy{Mode: task.Central, Clip: 1, AdaptiveClip: &task.AdaptiveClip{Quantile: 0.5, LR: 0.2, CountNoise: 1e-12}}
 	avg, _ := aggregation.New("fedavg", nil, aggregation.Options{})
 	a := newCentralDP(avg.NewRound(2), p, nil)
-	a.startRound(0.5, 8)
+	a.startRound(0.5 * 8)
 	a.Reset(make([]float32, 2))
 	for range 4 {
 		if err := a.Add([]float32{0.3, 0.4}, 1); err != nil {

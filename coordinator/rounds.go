@@ -92,7 +92,7 @@ func (tm *taskModel) startAggregate(eligible int) {
 		}
 	}
 	if tm.dp != nil {
-		tm.dp.startRound(tm.spec.Fraction, eligible)
+		tm.dp.startRound(tm.spec.Privacy.Denominator(eligible))
 	}
 	if tm.accum == nil {
 		tm.accum = make([]float32, tm.size)

@@ -28,7 +28,8 @@ type secureRound struct {
 	params *protocol.SecAggParams
 	// Distributed DP: the round's encoding, the agents its noise is planned for (the
 	// fewest survivors it may commit with), and the population its agents were sampled
-	// from (the sum is divided by the expected participants).
+	// from (the sum is divided by the expected participants, or with fixed-size
+	// sampling by the number sampled).
 	ddp      *dp.Distributed
 	planned  int
 	eligible int
@@ -279,15 +280,15 @@ func (r *rounds) finishSecure(tm *taskModel) (examples uint64, loss float64, has
 
 // finishDistributed decodes a distributed-DP round's sum — the survivors' clipped,
 // noised updates — and folds DP-FedAvg's estimate of the mean, the sum over the expected
-// participants (fraction × eligible), into the aggregator. A round whose survivors are
-// fewer than the agents its noise was planned for carries too little noise and is not
-// committed.
+// participants (fraction × eligible; with fixed-size sampling, the number sampled), into
+// the aggregator. A round whose survivors are fewer than the agents its noise was
+// planned for carries too little noise and is not committed.
 func (r *rounds) finishDistributed(tm *taskModel, sa *secureRound, sum []uint32, n int) error {
 	if n < sa.planned {
 		return fmt.Errorf("%d agents' noise in the sum, planned for %d: the round would release too little noise", n, sa.planned)
 	}
 	mean := make([]float32, tm.size)
-	expected := max(1, tm.spec.Fraction*float64(sa.eligible))
+	expected := max(1, tm.spec.Privacy.Denominator(sa.eligible))
 	if err := sa.ddp.Decode(mean, sum, 1/expected); err != nil {
 		return err
 	}

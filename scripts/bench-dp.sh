@@ -14,10 +14,10 @@ ROUNDS=${ROUNDS:-100}
 CLIP=${CLIP:-0.5}
 if [ "${1:-}" = record ]; then
 	# Record-level: 10 IID agents of 6,000 records, all in every round, one local epoch of
-	# DP-SGD (Poisson batches of expected size 60, so rate 0.01) per round.
+	# DP-SGD (Poisson lots of expected size 600, so rate 0.1) per round, on the dpcnn.
 	for eps in ${EPSILONS:-3}; do
 		f="$OUT/record-eps-$eps.json"
-		"$FEDQ" sim --agents 10 --model 2nn --partition iid --fraction 1 --local-epochs 1 --batch "${RECORD_BATCH:-60}" --lr "${LR:-0.5}" \
+		"$FEDQ" sim --agents 10 --model "${MODEL:-dpcnn}" --partition iid --fraction 1 --local-epochs 1 --batch "${RECORD_BATCH:-600}" --lr "${LR:-2}" \
 			--rounds "${RECORD_ROUNDS:-20}" --strategy "${STRATEGY:-fedavg}" --dp-mode record --dp-clip "${RECORD_CLIP:-1}" --dp-epsilon "$eps" --dp-delta 1e-5 --json >"$f"
 		printf 'record-level ε %-4s accuracy %s  noise multiplier %s  ε spent %s  (%s s)\n' "$eps" "$(jq .final_accuracy "$f")" \
 			"$(jq .noise_multiplier "$f")" "$(jq .epsilon "$f")" "$(jq '.seconds|floor' "$f")"

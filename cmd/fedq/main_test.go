@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fedq/fedq/privacy/dp"
 )
 
 // runCLI runs fedq in-process and returns its exit code, stdout and stderr.
@@ -95,6 +97,9 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"dp", "epsilon", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "3", "--orders", "2,0.5"}, 2, `--orders: "0.5"`},
 		{[]string{"dp", "noise", "--target-epsilon", "0", "--sample-rate", "0.1", "--steps", "3"}, 2, "target ε 0 must be positive"},
 		{[]string{"sim", "--strategy", "fedadam:beta1=2"}, 2, "beta1 = 2 must be in [0, 1)"},
+		{[]string{"dp", "epsilon", "--sampling", "uniform", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "3"}, 2, `--sampling "uniform"`},
+		{[]string{"dp", "noise", "--sampling", "fixed", "--target-epsilon", "1", "--sample-rate", "1.5", "--steps", "3"}, 2, "sampling fraction 1.5 must be in [0, 1]"},
+		{[]string{"sim", "--dp-clip", "1", "--dp-epsilon", "1", "--dp-sampling", "uniform"}, 2, `--dp-sampling "uniform"`},
 	}
 	for _, c := range cases {
 		code, _, stderr := runCLI(t, c.args...)
@@ -145,6 +150,42 @@ func TestDPCommands(t *testing.T) {
 	}
 	if !(n.NoiseMultiplier > 0.5 && n.NoiseMultiplier < 1) || n.Epsilon > 3 || n.Epsilon < 2.99 {
 		t.Fatalf("noise %+v", n)
+	}
+}
+
+// TestDPFixedSampling checks fedq dp --sampling fixed against the without-replacement
+// accountant at half the noise multiplier (replace-one doubles a clipped sum's
+// sensitivity), and that the default is still Poisson.
+func TestDPFixedSampling(t *testing.T) {
+	code, out, stderr := runCLI(t, "dp", "epsilon", "--sampling", "fixed", "--sample-rate", "0.1", "--noise-multiplier", "3", "--steps", "50", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var e struct{ Epsilon, Order float64 }
+	if err := json.Unmarshal([]byte(out), &e); err != nil {
+		t.Fatal(err)
+	}
+	orders := dp.DefaultOrders()
+	rdp, _ := dp.RDPWithoutReplacement(0.1, 1.5, 50, orders)
+	want, order, _ := dp.Epsilon(orders, rdp, 1e-5)
+	if e.Epsilon != want || e.Order != order {
+		t.Fatalf("fixed: %+v, want ε %v at order %v", e, want, order)
+	}
+	code, out, stderr = runCLI(t, "dp", "noise", "--sampling", "fixed", "--target-epsilon", "4", "--sample-rate", "0.1", "--steps", "50", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var n struct {
+		NoiseMultiplier float64 `json:"noise_multiplier"`
+		Epsilon         float64
+	}
+	if err := json.Unmarshal([]byte(out), &n); err != nil {
+		t.Fatal(err)
+	}
+	z, _ := dp.ClippedSumNoiseMultiplier(dp.Fixed, 4, 0.1, 50, 1e-5, nil)
+	poisson, _ := dp.NoiseMultiplier(4, 0.1, 50, 1e-5, nil)
+	if n.NoiseMultiplier != z || n.Epsilon > 4 || n.Epsilon < 3.99 || !(z > poisson) {
+		t.Fatalf("fixed noise %+v, accountant %v, Poisson %v", n, z, poisson)
 	}
 }
 

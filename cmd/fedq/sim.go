@@ -42,6 +42,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.IntFlag{Name: "dp-min-agents", Usage: "distributed DP: the fewest agents whose noise a committed round carries (default: 3 standard deviations below the expected participants)"},
 			&cli.BoolFlag{Name: "dp-per-layer", Usage: "central DP: clip each parameter tensor to --dp-clip/√tensors instead of the whole update"},
 			&cli.Float64Flag{Name: "dp-adaptive-clip", Usage: "central DP: adapt the clip towards this quantile of the updates' norms (e.g. 0.5); --dp-clip is where it starts"},
+			&cli.StringFlag{Name: "dp-sampling", Value: "poisson", Usage: "user-level DP's agent sampling: poisson (each agent with probability --fraction) or fixed (round(--fraction × --agents) agents without replacement, accounted under replace-one adjacency)"},
 			&cli.StringFlag{Name: "dp-mode", Value: "central", Usage: "central (user-level DP-FedAvg), distributed (the same with the noise added by the agents under secure aggregation: discrete Gaussian) or record (record-level DP-SGD in each agent; --dp-clip bounds each record's gradient)"},
 			&cli.BoolFlag{Name: "secagg", Usage: "secure aggregation (SecAgg+): the coordinator sees only the sum of the updates"},
 			&cli.Float64Flag{Name: "dropout", Usage: "probability that a selected agent drops out of a round, at a random phase (with --secagg: of the key exchange too)"},
@@ -68,7 +69,7 @@ func runSim(c *cli.Context) error {
 		Epochs: c.Int("local-epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Momentum: c.Float64("momentum"), Rounds: c.Int("rounds"),
 		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir"),
 		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale"),
-		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode"),
+		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode"), DPSampling: c.String("dp-sampling"),
 		DPPerLayer: c.Bool("dp-per-layer"), DPMinAgents: c.Int("dp-min-agents"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip"),
 		SecAgg: c.Bool("secagg"), Dropout: c.Float64("dropout"),
 		Semi: c.String("semi"), Threshold: c.Float64("threshold"), WarmupEpochs: c.Int("semi-warmup"), FineTuneEpochs: c.Int("semi-finetune"),
@@ -93,6 +94,9 @@ func runSim(c *cli.Context) error {
 	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
 		return usageError("need --agents, --rounds, --local-epochs, --batch ≥ 1, --lr > 0 and --fraction in (0, 1]")
 	}
+	if s := cfg.DPSampling; s != "poisson" && s != "fixed" {
+		return usageError("--dp-sampling %q: want poisson or fixed", s)
+	}
 	if !(cfg.Dropout >= 0 && cfg.Dropout < 1) {
 		return usageError("--dropout %g: want a probability in [0, 1)", cfg.Dropout)
 	}
@@ -113,7 +117,7 @@ func runSim(c *cli.Context) error {
 			fmt.Fprintf(w, "semi-supervised: %s, τ = %g%s\n", cfg.Semi, cfg.Threshold, map[bool]string{true: " — baseline: labelled examples alone"}[cfg.SemiBaseline])
 		}
 		if cfg.DPClip > 0 {
-			fmt.Fprintf(w, "%s DP: clip %g, budget ε = %g, δ = %g\n", cfg.DPMode, cfg.DPClip, cfg.DPEpsilon, cfg.DPDelta)
+			fmt.Fprintf(w, "%s DP: clip %g, budget ε = %g, δ = %g, %s sampling\n", cfg.DPMode, cfg.DPClip, cfg.DPEpsilon, cfg.DPDelta, cfg.DPSampling)
 		}
 		if cfg.SecAgg {
 			fmt.Fprintf(w, "secure aggregation (SecAgg+)")

@@ -12,8 +12,10 @@
 //	          the round starts once at least its quorum is eligible, and selects
 //	          over_select × its aim of them, in a seeded random order — or, for a
 //	          task with central differential privacy, each eligible agent independently with
-//	          probability fraction (Poisson sampling, from a secure source), and only
-//	          while the task's privacy budget allows one more round
+//	          probability fraction (Poisson sampling, from a secure source), or with
+//	          fixed-size sampling exactly round(fraction × population) of them, uniformly
+//	          without replacement (once at least privacy.population are eligible), and
+//	          only while the task's privacy budget allows one more round
 //	configure offers out; accept or decline until every offer is answered or the
 //	          configure deadline passes; below quorum accepted, the round fails
 //	train     updates arrive; the round ends as soon as its aim has arrived (the
@@ -320,7 +322,7 @@ type Engine struct {
 	tasks  map[string]*taskRun
 	order  []string // task names in submission order
 	byID   map[string]string
-	secure *rand.Rand // Poisson sampling of private tasks
+	secure *rand.Rand // agent sampling of private tasks (Poisson or fixed-size)
 }
 
 // New returns an engine with no agents and no tasks; start it with Tick and TaskAdded.
@@ -668,6 +670,12 @@ func (e *Engine) start(t *taskRun) []Action {
 			eligible = append(eligible, id)
 		}
 	}
+	if p := t.Spec.Privacy; p != nil && p.FixedSize() && len(eligible) < p.Population {
+		// Fixed-size sampling is accounted as m of privacy.population agents: sampling
+		// from fewer would amplify privacy less than the accountant counts on.
+		t.waiting = true
+		return nil
+	}
 	aim, sel := t.Spec.Aim(len(eligible))
 	quorum := t.Spec.MinUpdates(aim)
 	if len(eligible) < quorum || sel == 0 {
@@ -679,7 +687,21 @@ func (e *Engine) start(t *taskRun) []Action {
 	t.attempt++
 	rng := rand.New(rand.NewPCG(t.Spec.Seed^t.Round, uint64(t.attempt)))
 	var chosen []string
-	if p := t.Spec.Privacy; p != nil && p.UserLevel() {
+	if p := t.Spec.Privacy; p != nil && p.FixedSize() {
+		// Fixed-size sampling, which the privacy accountant assumes: m of all the eligible
+		// agents, uniformly without replacement (a partial Fisher–Yates shuffle), from
+		// the secure source.
+		m := p.SampleSize()
+		pool := slices.Clone(eligible)
+		for i := range m {
+			j := i + e.secure.IntN(len(pool)-i)
+			pool[i], pool[j] = pool[j], pool[i]
+		}
+		chosen = pool[:m]
+		slices.Sort(chosen)
+		aim = m // wait for every sampled agent, up to the deadline
+		quorum = t.Spec.MinUpdates(aim)
+	} else if p != nil && p.UserLevel() {
 		// Poisson sampling, which the privacy accountant assumes: each eligible agent
 		// independently with probability fraction. The selection is the mechanism's, so
 		// it comes from a secure source, not from the task's seed.

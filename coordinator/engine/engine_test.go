@@ -474,3 +474,92 @@ func TestPoissonSampling(t *testing.T) {
 		}
 	}
 }
+
+// TestFixedSizeSampling checks fixed-size sampling: with more agents eligible than the
+// task's population, every round selects exactly m = round(fraction × population)
+// distinct agents out of all the eligible ones, each agent about m/eligible of the time;
+// and no round starts while fewer than population agents are eligible.
+func TestFixedSizeSampling(t *testing.T) {
+	const agents, population, q, rounds = 400, 300, 0.1, 300
+	const m = 30 // round(q × population)
+	s := privateSpec(t, q)
+	s.Privacy.Sampling, s.Privacy.Population, s.Privacy.NoiseMultiplier = "fixed", population, 2
+	if err := s.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Privacy.SampleSize() != m {
+		t.Fatalf("sample size %d, want %d", s.Privacy.SampleSize(), m)
+	}
+	e := New("b")
+	e.secure = rand.New(rand.NewChaCha8([32]byte{7})) // deterministic, for the test
+	e.Step(Tick{Now: time.Unix(1e9, 0)})
+	e.Step(TaskAdded{State: TaskState{Spec: s, Status: Idle, Round: 1}})
+	task := e.tasks["mnist"]
+	task.Status, task.RoundsLeft = Running, 1
+	// Below the population the round waits, however many a round would sample.
+	for i := range population - 1 {
+		if acts := e.Step(AgentUp{ID: fmt.Sprintf("a%03d", i), Datasets: []string{"mnist"}}); len(acts) != 0 {
+			t.Fatalf("%d agents eligible, population %d: %v", i+1, population, acts)
+		}
+	}
+	if task.cur != nil || !task.waiting {
+		t.Fatalf("round started below the population")
+	}
+	acts := e.Step(AgentUp{ID: fmt.Sprintf("a%03d", population-1), Datasets: []string{"mnist"}})
+	if len(acts) == 0 || task.cur == nil || len(task.cur.order) != m || task.cur.aim != m {
+		t.Fatalf("at the population: %d actions, round %+v", len(acts), task.cur)
+	}
+	task.Status, task.RoundsLeft = Idle, 0
+	for id := range e.agents {
+		e.agents[id].busy = ""
+	}
+	delete(e.byID, task.cur.taskID)
+	task.cur = nil
+	for i := population; i < agents; i++ {
+		e.Step(AgentUp{ID: fmt.Sprintf("a%03d", i), Datasets: []string{"mnist"}})
+	}
+
+	counts := map[string]int{}
+	for r := range rounds {
+		task.Round = uint64(1 + r%int(s.Privacy.MaxRounds()))
+		started := false
+		for _, a := range e.start(task) {
+			sr, ok := a.(StartRound)
+			if !ok {
+				continue
+			}
+			started = true
+			if sr.Eligible != agents || len(sr.Selected) != m {
+				t.Fatalf("round %d: %d selected of %d eligible, want %d of %d", r, len(sr.Selected), sr.Eligible, m, agents)
+			}
+			seen := map[string]bool{}
+			for _, id := range sr.Selected {
+				if seen[id] {
+					t.Fatalf("round %d: %s selected twice", r, id)
+				}
+				seen[id] = true
+				counts[id]++
+			}
+		}
+		if !started {
+			t.Fatalf("round %d did not start", r)
+		}
+		for id := range e.agents {
+			e.agents[id].busy = ""
+		}
+		delete(e.byID, task.cur.taskID)
+		task.cur = nil
+	}
+	// Each agent is in a round's sample with probability m/agents, independently across
+	// rounds: its count is Binomial(rounds, m/agents); 6 standard deviations bound all 400.
+	p := float64(m) / agents
+	if len(counts) < agents*9/10 {
+		t.Fatalf("only %d of %d agents ever selected", len(counts), agents)
+	}
+	for i := range agents {
+		id := fmt.Sprintf("a%03d", i)
+		if c := counts[id]; math.Abs(float64(c)-rounds*p) > 6*math.Sqrt(rounds*p*(1-p)) {
+			t.Fatalf("agent %s selected %d times in %d rounds, expected %.1f", id, c, rounds, rounds*p)
+		}
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/fedq/fedq/coordinator"
 	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/coordinator/task"
+	"github.com/fedq/fedq/privacy/dp"
 	"github.com/fedq/fedq/protocol"
 	"github.com/fedq/fedq/protocol/transport"
 )
@@ -71,6 +72,10 @@ type Config struct {
 	// noise DPNoise × DPClip per step), with Epochs × ⌈records/Batch⌉ local steps per
 	// round, accounted at rate Batch / (the smallest agent's records).
 	DPMode string
+	// DPSampling is the user-level modes' agent sampling: "poisson" (default) or
+	// "fixed": round(Fraction × Agents) agents a round without replacement, the
+	// population being all Agents (task.Privacy.Sampling).
+	DPSampling string
 	// DPMinAgents is distributed DP's min_agents (default: three standard deviations
 	// below the expected participants).
 	DPMinAgents int
@@ -450,6 +455,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.DPClip > 0 {
 		ts.Privacy = &task.Privacy{Mode: task.Central, Clip: cfg.DPClip, NoiseMultiplier: cfg.DPNoise, Epsilon: cfg.DPEpsilon, Delta: cfg.DPDelta,
 			PerLayer: cfg.DPPerLayer}
+		switch cfg.DPSampling {
+		case "", string(dp.Poisson):
+		case string(dp.Fixed):
+			ts.Privacy.Sampling, ts.Privacy.Population = string(dp.Fixed), cfg.Agents
+		default:
+			return nil, fmt.Errorf("sim: DP sampling %q: want poisson or fixed", cfg.DPSampling)
+		}
 		if cfg.DPAdaptiveQuantile > 0 {
 			ts.Privacy.AdaptiveClip = &task.AdaptiveClip{Quantile: cfg.DPAdaptiveQuantile,
 				CountNoise: max(1, cfg.Fraction*float64(cfg.Agents)/20)}

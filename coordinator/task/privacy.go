@@ -14,7 +14,9 @@ import (
 // over-selection); the coordinator clips each update to L2 norm Clip, sums the clipped
 // updates unweighted, adds Gaussian noise of standard deviation NoiseMultiplier·Clip from
 // a cryptographically secure source, and divides by the expected number of participants.
-// Each committed round is one step of the subsampled Gaussian mechanism.
+// Each committed round is one step of the subsampled Gaussian mechanism. With Sampling
+// "fixed" a round instead samples exactly m = round(Fraction·Population) agents, see
+// Sampling.
 //
 // Mode "record" is record-level DP for cross-silo federations: every agent trains with
 // DP-SGD (Abadi et al. 2016) — each record's gradient clipped to Clip, noise of
@@ -41,6 +43,21 @@ type Privacy struct {
 	// AdaptiveClip, for mode central, adapts Clip round by round (Andrew et al. 2021)
 	// towards a quantile of the updates' norms; Clip is then its starting value.
 	AdaptiveClip *AdaptiveClip `json:"adaptive_clip,omitempty"`
+	// Sampling, for the user-level modes (central and distributed), is how a round picks
+	// its agents: "poisson" (the default: each eligible agent independently with
+	// probability fraction, accounted under add/remove-one adjacency) or "fixed": exactly
+	// m = round(fraction × Population) agents, uniformly without replacement from all
+	// eligible agents, from a secure source, and the round does not start while fewer
+	// than Population agents are eligible. Fixed-size sampling is accounted under
+	// replace-one adjacency (Wang, Balle and Kasiviswanathan 2019), where replacing one
+	// agent's clipped update moves the sum by up to 2·Clip, at sampling fraction
+	// γ = m/Population; a round that samples from more agents than Population samples a
+	// smaller fraction, which only amplifies privacy more, so the accounting is
+	// conservative. The noised sum is divided by m.
+	Sampling string `json:"sampling,omitempty"`
+	// Population, required with Sampling "fixed", is the fewest eligible agents a round
+	// may sample from: the n of the accountant's γ = m/n.
+	Population int `json:"population,omitempty"`
 	// MinRecords is, for mode record, the fewest labelled records an agent must hold.
 	MinRecords int `json:"min_records,omitempty"`
 	// NoiseMultiplier is the noise's standard deviation over Clip. Zero, with Rounds
@@ -66,7 +83,9 @@ type Privacy struct {
 	ModClip float64 `json:"mod_clip,omitempty"`
 
 	maxRounds uint64    // the most rounds the budget allows
-	rate      float64   // the accountant's sampling rate
+	rate      float64   // the accountant's sampling rate (γ = m/Population with fixed)
+	fraction  float64   // the spec's fraction (user-level modes)
+	size      int       // with fixed sampling: the agents a round samples, m
 	perRound  int       // mechanism steps per round
 	orders    []float64 // the accountant's orders
 	step      []float64 // the RDP of one round at each order
@@ -79,7 +98,9 @@ type Privacy struct {
 // C ← C·exp(−LR·(b̄ − Quantile)), b̄ the noised share. The count is a second Gaussian
 // query on the same sample; the update's noise multiplier z_Δ is chosen so that the two
 // compose to the task's noise multiplier z: z_Δ = (z⁻² − (2·CountNoise)⁻²)^(−1/2), and the
-// accountant needs nothing more.
+// accountant needs nothing more. Under fixed-size sampling (replace-one) a replaced
+// agent moves both the sum and the centred count twice as far, so the composed noise
+// multiplier is z/2, which is what the without-replacement accountant uses.
 type AdaptiveClip struct {
 	// Quantile is the share of updates the clip aims to leave unclipped (default 0.5).
 	Quantile float64 `json:"quantile,omitempty"`
@@ -108,12 +129,38 @@ const (
 )
 
 // UserLevel reports whether the mode protects agents (central or distributed): agents
-// are then Poisson-sampled with probability fraction and not over-selected.
+// are then sampled as Sampling says (Poisson with probability fraction, or a fixed
+// number) and not over-selected.
 func (p *Privacy) UserLevel() bool { return p.Mode == Central || p.Mode == Distributed }
 
 // SampleRate is the sampling rate the accountant uses: agents' (central) or records'
-// (record).
+// (record); with fixed-size sampling, γ = m/Population.
 func (p *Privacy) SampleRate() float64 { return p.rate }
+
+// FixedSize reports whether a user-level mode samples a fixed number of agents a round
+// (Sampling "fixed").
+func (p *Privacy) FixedSize() bool { return p.UserLevel() && p.Sampling == string(dp.Fixed) }
+
+// SampleSize is m, the agents a round samples with fixed-size sampling (0 otherwise).
+func (p *Privacy) SampleSize() int { return p.size }
+
+// Denominator is what DP-FedAvg divides a round's noised sum by, for a round that
+// sampled from eligible agents: the expected participants fraction × eligible (Poisson
+// sampling) or the sample size m (fixed). Either way it does not depend on who took part.
+func (p *Privacy) Denominator(eligible int) float64 {
+	if p.FixedSize() {
+		return float64(p.size)
+	}
+	return p.fraction * float64(eligible)
+}
+
+// accounting is the dp package's name of the sampling the accountant assumes.
+func (p *Privacy) accounting() dp.Sampling {
+	if p.FixedSize() {
+		return dp.Fixed
+	}
+	return dp.Poisson
+}
 
 // normalize checks p against the spec and fills in the calibrated noise.
 func (p *Privacy) normalize(s *Spec) error {
@@ -150,7 +197,7 @@ func (p *Privacy) normalize(s *Spec) error {
 		if s.Rounds == 0 {
 			return bad("privacy.noise_multiplier", "give it, or give rounds to calibrate it from the budget")
 		}
-		z, err := dp.NoiseMultiplier(p.Epsilon, p.rate, s.Rounds*p.perRound, p.Delta, nil)
+		z, err := dp.ClippedSumNoiseMultiplier(p.accounting(), p.Epsilon, p.rate, s.Rounds*p.perRound, p.Delta, nil)
 		if err != nil {
 			return bad("privacy", "%v", err)
 		}
@@ -160,7 +207,7 @@ func (p *Privacy) normalize(s *Spec) error {
 		return err
 	}
 	p.orders = dp.DefaultOrders()
-	step, err := dp.RDP(p.rate, p.NoiseMultiplier, p.perRound, p.orders)
+	step, err := dp.ClippedSumRDP(p.accounting(), p.rate, p.NoiseMultiplier, p.perRound, p.orders)
 	if err != nil {
 		return bad("privacy", "%v", err)
 	}
@@ -184,7 +231,7 @@ func (p *Privacy) normalize(s *Spec) error {
 	}
 	p.maxRounds = lo
 	if lo == 0 {
-		return bad("privacy", "not one round fits ε = %v at noise multiplier %v and sampling rate %v", p.Epsilon, p.NoiseMultiplier, p.rate)
+		return bad("privacy", "not one round fits ε = %v at noise multiplier %v and sampling rate %v (%s sampling)", p.Epsilon, p.NoiseMultiplier, p.rate, p.accounting())
 	}
 	if s.Rounds > 0 && uint64(s.Rounds) > lo {
 		return bad("rounds", "%d rounds would spend more than ε = %v (the budget allows %d at noise multiplier %v)", s.Rounds, p.Epsilon, lo, p.NoiseMultiplier)
@@ -243,7 +290,29 @@ func (p *Privacy) central(s *Spec) error {
 	if p.Mode == Central && (p.MinAgents != 0 || p.MaxAgents != 0 || p.Bits != 0 || p.ModClip != 0) {
 		return bad("privacy", "min_agents, max_agents, bits and mod_clip are for mode %q", Distributed)
 	}
-	p.rate, p.perRound = s.Fraction, 1
+	p.rate, p.perRound, p.fraction = s.Fraction, 1, s.Fraction
+	switch p.Sampling {
+	case "", string(dp.Poisson):
+		if p.Population != 0 {
+			return bad("privacy.population", "is for sampling %q", dp.Fixed)
+		}
+	case string(dp.Fixed):
+		if p.Population < 1 {
+			return bad("privacy.population", "required with sampling %q: the fewest eligible agents a round may sample from (the accountant's n), got %d", dp.Fixed, p.Population)
+		}
+		p.size = int(math.Round(s.Fraction * float64(p.Population)))
+		if p.size < 1 {
+			return bad("fraction", "%v of privacy.population %d samples no agent: fixed-size sampling takes round(fraction × population) agents a round", s.Fraction, p.Population)
+		}
+		if s.SecureAggregation && p.size < MinSecureAgents {
+			return bad("fraction", "fixed-size sampling takes %d agents a round (fraction %v of population %d), fewer than secure aggregation's %d",
+				p.size, s.Fraction, p.Population, MinSecureAgents)
+		}
+		p.rate = float64(p.size) / float64(p.Population)
+	default:
+		return bad("privacy.sampling", "%q: want %q (each agent independently with probability fraction) or %q (round(fraction × population) agents without replacement)",
+			p.Sampling, dp.Poisson, dp.Fixed)
+	}
 	return nil
 }
 
@@ -268,6 +337,9 @@ func (p *Privacy) distributed(s *Spec) error {
 	}
 	if p.MaxAgents < p.MinAgents {
 		return bad("privacy.max_agents", "%d is fewer than min_agents %d", p.MaxAgents, p.MinAgents)
+	}
+	if p.FixedSize() && p.MinAgents > p.size {
+		return bad("privacy.min_agents", "%d is more than the %d agents a round samples (fixed-size sampling: round(fraction × population))", p.MinAgents, p.size)
 	}
 	if p.Bits == 0 {
 		p.Bits = 32
@@ -351,6 +423,12 @@ func (p *Privacy) record(s *Spec) error {
 	}
 	if s.Train.LocalSteps < 1 {
 		return bad("train.local_steps", "record-level DP is accounted per step: set local_steps instead of epochs")
+	}
+	if p.Sampling != "" && p.Sampling != string(dp.Poisson) {
+		return bad("privacy.sampling", "%q is for the user-level modes (%q, %q): DP-SGD samples records by Poisson sampling", p.Sampling, Central, Distributed)
+	}
+	if p.Population != 0 {
+		return bad("privacy.population", "is for sampling %q of the user-level modes", dp.Fixed)
 	}
 	if p.MinRecords < 1 {
 		return bad("privacy.min_records", "must be at least 1: the fewest labelled records an agent may hold (the accountant's rate is batch / min_records)")

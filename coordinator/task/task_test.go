@@ -215,3 +215,67 @@ func TestPlannedAgents(t *testing.T) {
 		}
 	}
 }
+
+// TestFixedSizeSamplingSpec checks fixed-size sampling: m = round(fraction × population)
+// agents a round, accounted without replacement at γ = m/population with the clipped
+// sum's replace-one sensitivity (noise calibrated by that accountant), the noised sum
+// divided by m; and that bad settings are refused naming the field.
+func TestFixedSizeSamplingSpec(t *testing.T) {
+	base := `"name":"p","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1}`
+	s, err := Parse([]byte(`{` + base + `,"fraction":0.1,"rounds":50,"privacy":{"mode":"central","sampling":"fixed","population":1000,"clip":0.5,"epsilon":4,"delta":1e-5}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Privacy
+	if !p.FixedSize() || p.SampleSize() != 100 || p.SampleRate() != 0.1 || p.Denominator(5000) != 100 {
+		t.Fatalf("fixed: size %d, rate %v, denominator %v", p.SampleSize(), p.SampleRate(), p.Denominator(5000))
+	}
+	z, err := dp.ClippedSumNoiseMultiplier(dp.Fixed, 4, 0.1, 50, 1e-5, nil)
+	if err != nil || p.NoiseMultiplier != z {
+		t.Fatalf("calibrated noise multiplier %v, the without-replacement accountant's %v (%v)", p.NoiseMultiplier, z, err)
+	}
+	poisson, _ := dp.NoiseMultiplier(4, 0.1, 50, 1e-5, nil)
+	if !(z > poisson) {
+		t.Fatalf("fixed-size noise %v not above Poisson's %v: replace-one doubles the sensitivity", z, poisson)
+	}
+	e, _ := s.Spent(50)
+	want, _, _ := dp.ClippedSumEpsilon(dp.Fixed, 0.1, z, 50, 1e-5, nil)
+	if e != want || e > 4 || e < 3.99 || p.MaxRounds() != 50 {
+		t.Fatalf("50 rounds spend ε = %v (accountant %v), max rounds %d", e, want, p.MaxRounds())
+	}
+	b, _ := json.Marshal(s)
+	again, err := Parse(b)
+	if err != nil || again.Privacy.NoiseMultiplier != z || again.Privacy.SampleSize() != 100 || again.Privacy.MaxRounds() != 50 {
+		t.Fatalf("reparse: %+v %v", again.Privacy, err)
+	}
+	// Poisson divides by the expected participants.
+	s, err = Parse([]byte(`{` + base + `,"fraction":0.1,"privacy":{"mode":"central","sampling":"poisson","clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5}}`))
+	if err != nil || s.Privacy.FixedSize() || s.Privacy.Denominator(500) != 50 {
+		t.Fatalf("poisson: %v", err)
+	}
+	// Distributed DP samples the same way.
+	s, err = Parse([]byte(`{` + base + `,"fraction":0.1,"secure_aggregation":true,"privacy":{"mode":"distributed","sampling":"fixed","population":200,"clip":1,"noise_multiplier":1,"epsilon":8,"delta":1e-5,"min_agents":10}}`))
+	if err != nil || !s.Privacy.FixedSize() || s.Privacy.Denominator(300) != 20 {
+		t.Fatalf("distributed: %v", err)
+	}
+
+	central := func(extra string) string {
+		return `"fraction":0.1,"privacy":{"mode":"central","clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5` + extra + `}`
+	}
+	for _, tc := range []struct{ extra, want string }{
+		{central(`,"sampling":"fixed"`), "privacy.population: required with sampling \"fixed\""},
+		{central(`,"sampling":"fixed","population":-3`), "privacy.population: required"},
+		{central(`,"population":100`), "privacy.population: is for sampling \"fixed\""},
+		{central(`,"sampling":"uniform"`), `privacy.sampling: "uniform": want "poisson"`},
+		{`"fraction":0.001,"privacy":{"mode":"central","sampling":"fixed","population":100,"clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5}`, "fraction: 0.001 of privacy.population 100 samples no agent"},
+		{`"fraction":0.02,"secure_aggregation":true,"privacy":{"mode":"distributed","sampling":"fixed","population":100,"clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5,"min_agents":3}`, "fewer than secure aggregation's"},
+		{`"fraction":0.1,"secure_aggregation":true,"privacy":{"mode":"distributed","sampling":"fixed","population":100,"clip":1,"noise_multiplier":1,"epsilon":4,"delta":1e-5,"min_agents":20}`, "privacy.min_agents: 20 is more than the 10 agents a round samples"},
+		{`"agents_per_round":10,"train":{"local_steps":10,"batch":10,"lr":0.1},"privacy":{"mode":"record","sampling":"fixed","clip":1,"noise_multiplier":1,"min_records":600,"epsilon":3,"delta":1e-5}`, "privacy.sampling: \"fixed\" is for the user-level modes"},
+		{`"agents_per_round":10,"train":{"local_steps":10,"batch":10,"lr":0.1},"privacy":{"mode":"record","population":100,"clip":1,"noise_multiplier":1,"min_records":600,"epsilon":3,"delta":1e-5}`, "privacy.population: is for sampling"},
+	} {
+		_, err := Parse([]byte(`{` + base + `,` + tc.extra + `}`))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error about %q", tc.extra, err, tc.want)
+		}
+	}
+}

@@ -233,12 +233,17 @@ func SampledGaussianEpsilon(q, sigma float64, steps int, delta float64, orders [
 // NoiseMultiplier is the smallest noise multiplier (to 1e-6 relative) whose ε after
 // steps at sample rate q stays within targetEps at δ.
 func NoiseMultiplier(targetEps, q float64, steps int, delta float64, orders []float64) (float64, error) {
-	if !(targetEps > 0) || math.IsInf(targetEps, 0) {
-		return 0, fmt.Errorf("dp: target ε %v must be positive", targetEps)
-	}
-	epsAt := func(sigma float64) (float64, error) {
+	return calibrate(targetEps, func(sigma float64) (float64, error) {
 		e, _, err := SampledGaussianEpsilon(q, sigma, steps, delta, orders)
 		return e, err
+	})
+}
+
+// calibrate is the smallest noise multiplier (to 1e-6 relative) whose ε, by epsAt,
+// stays within targetEps: doubling from 1, then bisection.
+func calibrate(targetEps float64, epsAt func(sigma float64) (float64, error)) (float64, error) {
+	if !(targetEps > 0) || math.IsInf(targetEps, 0) {
+		return 0, fmt.Errorf("dp: target ε %v must be positive", targetEps)
 	}
 	lo, hi := 0.0, 1.0
 	for {
