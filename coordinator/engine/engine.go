@@ -350,7 +350,12 @@ func (e *Engine) Step(ev Event) []Action {
 		}
 	case AgentUp:
 		if a := e.agents[ev.ID]; a != nil {
-			a.datasets = slices.Clone(ev.Datasets) // a new session of a known agent
+			// A new session of a known agent: its tasks ran in the old session and ended
+			// with it (an agent reconnects when it lost its connection, and may do so
+			// before the old session's end is noticed), so it is out of its round —
+			// waiting for it would hold the round to its deadline.
+			e.dropFromRound(ev.ID, a)
+			a.datasets = slices.Clone(ev.Datasets)
 		} else {
 			e.agents[ev.ID] = &agentInfo{datasets: slices.Clone(ev.Datasets)}
 		}
@@ -359,12 +364,7 @@ func (e *Engine) Step(ev Event) []Action {
 		if a == nil {
 			return nil
 		}
-		if t, r := e.roundOf(a.busy); r != nil {
-			if p := r.parts[ev.ID]; !p.final() {
-				r.parts[ev.ID] = dropped
-			}
-			_ = t
-		}
+		e.dropFromRound(ev.ID, a)
 		delete(e.agents, ev.ID)
 	case TaskAdded:
 		st := ev.State
@@ -505,6 +505,23 @@ func (e *Engine) roundOf(taskID string) (*taskRun, *round) {
 		return nil, nil
 	}
 	return t, t.cur
+}
+
+// dropFromRound takes agent id out of the round it is in if it has not begun its
+// upload there: an offered or accepted part becomes dropped, and the agent is free
+// again. An upload under way ends in UpdateReceived or UpdateFailed, which the driver
+// always reports (the update may already be in the aggregate); a final part stays (a
+// secure round's survivor still reveals its shares in the unmask phase).
+func (e *Engine) dropFromRound(id string, a *agentInfo) {
+	_, r := e.roundOf(a.busy)
+	if r == nil {
+		a.busy = ""
+		return
+	}
+	if p := r.parts[id]; p == offered || p == accepted {
+		r.parts[id] = dropped
+		a.busy = ""
+	}
 }
 
 // release frees an agent that is done with taskID.

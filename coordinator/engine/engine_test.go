@@ -28,6 +28,11 @@ func spec(t testing.TB, agents int, fraction float64) *task.Spec {
 // behaviour of a simulated agent.
 type behaviour struct {
 	decline, dropConfigure, dropTrain, straggle, badUpload float64
+	// reconnect is the share of accepted agents whose connection breaks while they
+	// train and who come back in a new session before the old one's end is noticed:
+	// the driver then reports only AgentUp (it ignores the end of a replaced session),
+	// and the agent's task died with the old session.
+	reconnect float64
 }
 
 // simEvent is an event due at a time.
@@ -149,6 +154,8 @@ func (sm *sim) do(a Action) {
 				sm.later(time.Second+sm.jitter(20*time.Second), agentGone{a.Agent})
 			case r2 < sm.beh.dropTrain+sm.beh.straggle:
 				// never delivers
+			case r2 < sm.beh.dropTrain+sm.beh.straggle+sm.beh.reconnect:
+				sm.later(time.Second+sm.jitter(20*time.Second), agentBack{a.Agent})
 			default:
 				sm.later(time.Second+sm.jitter(30*time.Second), upload{agent: a.Agent, taskID: a.TaskID, round: a.Round, base: a.Base,
 					bad: sm.rng.Float64() < sm.beh.badUpload})
@@ -310,6 +317,24 @@ func TestCrashAfterEveryAction(t *testing.T) {
 		if sm.crashes != 1 {
 			t.Fatalf("crash at action %d did not happen", k)
 		}
+	}
+}
+
+// TestReconnectedAgentLeavesItsRound: an agent whose connection broke while it trained
+// comes back in a new session before its old session's end is noticed (the driver then
+// reports AgentUp only). Its task died with the old session, so the round must not wait
+// for it until the train deadline (here an hour): it goes on with the others.
+func TestReconnectedAgentLeavesItsRound(t *testing.T) {
+	s := spec(t, 10, 0)
+	s.Deadlines.Train = task.Duration(time.Hour)
+	sm := newSim(t, 100, s, behaviour{reconnect: 0.3}, 6)
+	sm.durable.Status, sm.durable.RoundsLeft = Running, 5
+	sm.apply(RoundsRequested{Task: "mnist", N: 5})
+	start := sm.now
+	sm.run(30 * time.Minute)
+	sm.check(5)
+	if took := sm.now.Sub(start); took > 5*time.Minute {
+		t.Fatalf("5 rounds took %v: rounds waited for agents that had reconnected", took)
 	}
 }
 
