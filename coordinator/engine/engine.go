@@ -107,7 +107,8 @@ type (
 	Event interface{ event() }
 	// Tick advances the engine's clock; deadlines are checked on ticks.
 	Tick struct{ Now time.Time }
-	// AgentUp: an agent connected, offering these datasets.
+	// AgentUp: an agent connected, offering these datasets. For an agent the engine
+	// knows, it is a new session, which ends the agent's part in its round.
 	AgentUp struct {
 		ID       string
 		Datasets []string
@@ -348,7 +349,15 @@ func (e *Engine) Step(ev Event) []Action {
 		}
 	case AgentUp:
 		if a := e.agents[ev.ID]; a != nil {
-			a.datasets = slices.Clone(ev.Datasets) // a new session of a known agent
+			// A new session of a known agent: the earlier one ended, and with it the
+			// agent's part in its round. The driver may see the new session begin
+			// before the old one's end, whose AgentDown then never comes (it would
+			// take the new session down): without this, the round would wait for the
+			// agent until its train deadline.
+			if r := e.drop(ev.ID, a); r != nil {
+				out = append(out, CancelOffer{Agent: ev.ID, TaskID: r.taskID, Reason: "the agent's session ended"})
+			}
+			a.datasets = slices.Clone(ev.Datasets)
 		} else {
 			e.agents[ev.ID] = &agentInfo{datasets: slices.Clone(ev.Datasets)}
 		}
@@ -357,12 +366,7 @@ func (e *Engine) Step(ev Event) []Action {
 		if a == nil {
 			return nil
 		}
-		if t, r := e.roundOf(a.busy); r != nil {
-			if p := r.parts[ev.ID]; !p.final() {
-				r.parts[ev.ID] = dropped
-			}
-			_ = t
-		}
+		e.drop(ev.ID, a)
 		delete(e.agents, ev.ID)
 	case TaskAdded:
 		st := ev.State
@@ -503,6 +507,22 @@ func (e *Engine) roundOf(taskID string) (*taskRun, *round) {
 		return nil, nil
 	}
 	return t, t.cur
+}
+
+// drop takes an agent whose session ended out of the round it is busy in, unless it
+// has already delivered (a survivor may still reveal its shares from a new session),
+// and frees it; it returns the round the agent was dropped from, or nil.
+func (e *Engine) drop(agent string, a *agentInfo) *round {
+	_, r := e.roundOf(a.busy)
+	a.busy = ""
+	if r == nil {
+		return nil
+	}
+	if p, ok := r.parts[agent]; !ok || p.final() {
+		return nil
+	}
+	r.parts[agent] = dropped
+	return r
 }
 
 // release frees an agent that is done with taskID.
