@@ -95,6 +95,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"dp", "epsilon", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "3", "--orders", "2,0.5"}, 2, `--orders: "0.5"`},
 		{[]string{"dp", "noise", "--target-epsilon", "0", "--sample-rate", "0.1", "--steps", "3"}, 2, "target ε 0 must be positive"},
 		{[]string{"sim", "--strategy", "fedadam:beta1=2"}, 2, "beta1 = 2 must be in [0, 1)"},
+		{[]string{"sim", "--train-deadline", "0s"}, 2, "--train-deadline 0s: want a positive duration"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runCLI(t, c.args...)
