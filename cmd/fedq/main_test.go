@@ -100,6 +100,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"dp", "epsilon", "--sampling", "uniform", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "3"}, 2, `--sampling "uniform"`},
 		{[]string{"dp", "noise", "--sampling", "fixed", "--target-epsilon", "1", "--sample-rate", "1.5", "--steps", "3"}, 2, "sampling fraction 1.5 must be in [0, 1]"},
 		{[]string{"sim", "--dp-clip", "1", "--dp-epsilon", "1", "--dp-sampling", "uniform"}, 2, `--dp-sampling "uniform"`},
+		{[]string{"sim", "--train-deadline", "0s"}, 2, "--train-deadline 0s: want a positive duration"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runCLI(t, c.args...)

@@ -52,6 +52,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.IntFlag{Name: "semi-finetune", Usage: "labels-at-coordinator: epochs on the labelled set after each aggregation (0: the default, 5)"},
 			&cli.Float64Flag{Name: "semi-finetune-lr", Usage: "labels-at-coordinator: learning rate of that training (0: the default, 0.05)"},
 			&cli.BoolFlag{Name: "semi-baseline", Usage: "run what --semi is compared with: the model trained on the coordinator's labels alone, or FedAvg on the agents' labelled examples alone"},
+			&cli.DurationFlag{Name: "train-deadline", Value: sim.DefaultTrainDeadline, Usage: "how long a round waits for its agents' updates; then it commits with those it has (at least its quorum) or fails and is tried again"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
 			&cli.StringFlag{Name: "mnist-dir", Usage: "folder with the MNIST IDX files"},
 			&cli.StringFlag{Name: "plot", Usage: "write the test accuracy and loss curves to this PNG file"},
@@ -73,7 +74,7 @@ func runSim(c *cli.Context) error {
 		DPPerLayer: c.Bool("dp-per-layer"), DPMinAgents: c.Int("dp-min-agents"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip"),
 		SecAgg: c.Bool("secagg"), Dropout: c.Float64("dropout"),
 		Semi: c.String("semi"), Threshold: c.Float64("threshold"), WarmupEpochs: c.Int("semi-warmup"), FineTuneEpochs: c.Int("semi-finetune"),
-		FineTuneLR: c.Float64("semi-finetune-lr"), SemiBaseline: c.Bool("semi-baseline")}
+		FineTuneLR: c.Float64("semi-finetune-lr"), SemiBaseline: c.Bool("semi-baseline"), TrainDeadline: c.Duration("train-deadline")}
 	if cfg.Strategy == "help" {
 		fmt.Fprintln(c.App.Writer, "strategies (NAME:defaults — what it is):")
 		for _, l := range aggregation.Describe() {
@@ -96,6 +97,9 @@ func runSim(c *cli.Context) error {
 	}
 	if s := cfg.DPSampling; s != "poisson" && s != "fixed" {
 		return usageError("--dp-sampling %q: want poisson or fixed", s)
+	}
+	if cfg.TrainDeadline <= 0 {
+		return usageError("--train-deadline %v: want a positive duration (e.g. 10m)", cfg.TrainDeadline)
 	}
 	if !(cfg.Dropout >= 0 && cfg.Dropout < 1) {
 		return usageError("--dropout %g: want a probability in [0, 1)", cfg.Dropout)

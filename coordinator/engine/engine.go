@@ -109,7 +109,8 @@ type (
 	Event interface{ event() }
 	// Tick advances the engine's clock; deadlines are checked on ticks.
 	Tick struct{ Now time.Time }
-	// AgentUp: an agent connected, offering these datasets.
+	// AgentUp: an agent connected, offering these datasets. For an agent the engine
+	// knows, it is a new session, which ends the agent's part in its round.
 	AgentUp struct {
 		ID       string
 		Datasets []string
@@ -350,11 +351,14 @@ func (e *Engine) Step(ev Event) []Action {
 		}
 	case AgentUp:
 		if a := e.agents[ev.ID]; a != nil {
-			// A new session of a known agent: its tasks ran in the old session and ended
-			// with it (an agent reconnects when it lost its connection, and may do so
-			// before the old session's end is noticed), so it is out of its round —
-			// waiting for it would hold the round to its deadline.
-			e.dropFromRound(ev.ID, a)
+			// A new session of a known agent: the earlier one ended, and with it the
+			// agent's part in its round. The driver may see the new session begin
+			// before the old one's end, whose AgentDown then never comes (it would
+			// take the new session down): without this, the round would wait for the
+			// agent until its train deadline.
+			if r := e.drop(ev.ID, a); r != nil {
+				out = append(out, CancelOffer{Agent: ev.ID, TaskID: r.taskID, Reason: "the agent's session ended"})
+			}
 			a.datasets = slices.Clone(ev.Datasets)
 		} else {
 			e.agents[ev.ID] = &agentInfo{datasets: slices.Clone(ev.Datasets)}
@@ -364,7 +368,7 @@ func (e *Engine) Step(ev Event) []Action {
 		if a == nil {
 			return nil
 		}
-		e.dropFromRound(ev.ID, a)
+		e.drop(ev.ID, a)
 		delete(e.agents, ev.ID)
 	case TaskAdded:
 		st := ev.State
@@ -507,21 +511,29 @@ func (e *Engine) roundOf(taskID string) (*taskRun, *round) {
 	return t, t.cur
 }
 
-// dropFromRound takes agent id out of the round it is in if it has not begun its
-// upload there: an offered or accepted part becomes dropped, and the agent is free
-// again. An upload under way ends in UpdateReceived or UpdateFailed, which the driver
-// always reports (the update may already be in the aggregate); a final part stays (a
-// secure round's survivor still reveals its shares in the unmask phase).
-func (e *Engine) dropFromRound(id string, a *agentInfo) {
+// drop takes an agent whose session ended out of the round it is in, if it has not
+// begun its upload there: an offered or accepted part becomes dropped and the agent is
+// free again; it returns that round, or nil. An upload under way ends in UpdateReceived
+// or UpdateFailed, which the driver always reports (the update may already be in the
+// aggregate); a delivered part stays (a secure round's survivor still reveals its
+// shares from a new session).
+func (e *Engine) drop(agent string, a *agentInfo) *round {
 	_, r := e.roundOf(a.busy)
 	if r == nil {
 		a.busy = ""
-		return
+		return nil
 	}
-	if p := r.parts[id]; p == offered || p == accepted {
-		r.parts[id] = dropped
+	p, ok := r.parts[agent]
+	if !ok {
 		a.busy = ""
+		return nil
 	}
+	if p != offered && p != accepted {
+		return nil
+	}
+	r.parts[agent] = dropped
+	a.busy = ""
+	return r
 }
 
 // release frees an agent that is done with taskID.

@@ -108,6 +108,10 @@ type Config struct {
 	// for labels-at-agents, FedAvg on the agents' labelled examples alone.
 	SemiBaseline bool
 	Seed         uint64
+	// TrainDeadline bounds each round's train phase (0: DefaultTrainDeadline). A round
+	// whose agents have not all delivered by then ends with the updates it has: it
+	// commits with at least its quorum of them, and fails with fewer.
+	TrainDeadline time.Duration
 	// MNISTDir holds the IDX files (default: dataset.MNISTDir()).
 	MNISTDir string
 	// Logger receives the coordinator's and agents' logs (default: discarded).
@@ -122,6 +126,12 @@ type Config struct {
 	// then returns the results as usual (to look at the dashboard).
 	Linger bool
 }
+
+// DefaultTrainDeadline is a round's train phase's deadline unless Config.TrainDeadline
+// says otherwise: far beyond what a simulated round takes, even of a thousand agents on a
+// loaded host, yet short enough that a round stuck waiting for an agent that will never
+// deliver fails within minutes and is tried again.
+const DefaultTrainDeadline = 10 * time.Minute
 
 // attack is what Byzantine agents of a simulation can do, with its default scale s.
 type attack struct {
@@ -231,6 +241,12 @@ func partition(train *dataset.Dataset, cfg Config) ([][]int, error) {
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
 		return nil, fmt.Errorf("sim: need agents, rounds, local epochs, batch ≥ 1, lr > 0 and fraction in (0, 1]")
+	}
+	switch {
+	case cfg.TrainDeadline < 0:
+		return nil, fmt.Errorf("sim: the train deadline must be positive, got %v", cfg.TrainDeadline)
+	case cfg.TrainDeadline == 0:
+		cfg.TrainDeadline = DefaultTrainDeadline
 	}
 	strategy, params, err := aggregation.Parse(cfg.Strategy)
 	if err != nil {
@@ -451,7 +467,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Strategy: task.Strategy{Name: strategy, Params: params},
 		Rounds:   cfg.Rounds,
 		Fraction: cfg.Fraction, OverSelect: 1,
-		Deadlines: task.Deadlines{Configure: task.Duration(time.Minute), Train: task.Duration(time.Hour)}}
+		Deadlines: task.Deadlines{Configure: task.Duration(time.Minute), Train: task.Duration(cfg.TrainDeadline)}}
 	if cfg.DPClip > 0 {
 		ts.Privacy = &task.Privacy{Mode: task.Central, Clip: cfg.DPClip, NoiseMultiplier: cfg.DPNoise, Epsilon: cfg.DPEpsilon, Delta: cfg.DPDelta,
 			PerLayer: cfg.DPPerLayer}

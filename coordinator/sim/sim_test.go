@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fedq/fedq/compute/dataset"
 )
@@ -99,6 +100,7 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.Byzantine = 0.2; c.Attack = "bribe" }, `attack "bribe"`},
 		{func(c *Config) { c.Attack = "scale" }, "needs Byzantine agents"},
 		{func(c *Config) { c.Byzantine = 0.2; c.Attack = "scale"; c.AttackScale = -1 }, "attack scale"},
+		{func(c *Config) { c.TrainDeadline = -time.Second }, "train deadline"},
 	} {
 		cfg := base
 		tc.change(&cfg)
