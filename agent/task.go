@@ -12,6 +12,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedq/fedq/compute"
+	"github.com/fedq/fedq/compute/blas"
 	"github.com/fedq/fedq/compute/dataset"
 	"github.com/fedq/fedq/privacy/dp"
 	"github.com/fedq/fedq/protocol"
@@ -212,9 +213,7 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	}
 	// The update is local − base, in place in the model's parameters.
 	delta := m.Values()
-	for i, b := range base {
-		delta[i] -= b
-	}
+	subtractBase(delta, base)
 	if hook := d.cfg.BeforeUpload; hook != nil {
 		hook(o.Round, delta)
 	}
@@ -248,6 +247,10 @@ func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec comput
 	log.Info("task done", "samples", res.Samples, "loss", res.Loss, "seconds", time.Since(start).Seconds())
 	return nil
 }
+
+// subtractBase turns trained weights into the update, delta −= base, with the vector
+// kernel: −1·b is exact, so each value is the same as delta[i] − base[i].
+func subtractBase(delta, base []float32) { blas.Axpy(-1, base, delta) }
 
 // baseModel returns the offer's base weights, from the cache or downloaded, verified
 // against the coordinator's signature and the offer's version and hash.

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -59,4 +61,50 @@ func TestCheckOfferSemi(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// TestSubtractBase checks that the vector kernel gives, bit for bit, delta[i] − base[i],
+// over lengths around its vector widths and values of every magnitude.
+func TestSubtractBase(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 15, 16, 17, 63, 64, 65, 1000, 4099} {
+		delta, base := make([]float32, n), make([]float32, n)
+		for i := range delta {
+			delta[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(20)-10)))
+			base[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(20)-10)))
+		}
+		want := make([]float32, n)
+		for i := range want {
+			want[i] = delta[i] - base[i]
+		}
+		subtractBase(delta, base)
+		for i := range want {
+			if math.Float32bits(delta[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("n=%d: value %d = %v, want %v", n, i, delta[i], want[i])
+			}
+		}
+	}
+}
+
+// BenchmarkSubtractBase10M computes a 10M-parameter update from the trained weights, as
+// each agent does once per task; "loop" is the plain loop it replaces.
+func BenchmarkSubtractBase10M(b *testing.B) {
+	delta, base := make([]float32, 10_000_000), make([]float32, 10_000_000)
+	for i := range base {
+		base[i] = float32(i%1000) * 1e-3
+	}
+	b.Run("kernel", func(b *testing.B) {
+		b.SetBytes(int64(12 * len(base)))
+		for b.Loop() {
+			subtractBase(delta, base)
+		}
+	})
+	b.Run("loop", func(b *testing.B) {
+		b.SetBytes(int64(12 * len(base)))
+		for b.Loop() {
+			for i, v := range base {
+				delta[i] -= v
+			}
+		}
+	})
 }

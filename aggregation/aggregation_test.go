@@ -1,8 +1,10 @@
 package aggregation
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -74,6 +76,23 @@ func TestCheckUpdate(t *testing.T) {
 	} {
 		if err := CheckUpdate(tc.u, tc.size); (err == nil) != tc.ok {
 			t.Errorf("CheckUpdate(%v, %d) = %v", tc.u, tc.size, err)
+		}
+	}
+	// A non-finite value anywhere — in the unrolled body or the tail — among finite
+	// values as large as float32 goes.
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+		for i := range 37 {
+			u := make([]float32, 37)
+			for j := range u {
+				u[j] = math.MaxFloat32 * float32(1-2*(j%2))
+			}
+			if err := CheckUpdate(u, len(u)); err != nil {
+				t.Fatalf("finite values refused: %v", err)
+			}
+			u[i] = bad
+			if err := CheckUpdate(u, len(u)); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("value %d ", i)) {
+				t.Errorf("%v at %d: %v", bad, i, err)
+			}
 		}
 	}
 	agg := newFedAvg(2)

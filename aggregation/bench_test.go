@@ -154,3 +154,18 @@ func BenchmarkKrum20x1M(b *testing.B) {
 		return newKrum(size, 4, 1, buf)
 	})
 }
+
+// BenchmarkCheckUpdate10M checks a 10M-value update, as the coordinator does for each
+// upload before folding it.
+func BenchmarkCheckUpdate10M(b *testing.B) {
+	u := make([]float32, 10_000_000)
+	for i := range u {
+		u[i] = float32(i%1000) * 1e-3
+	}
+	b.SetBytes(int64(4 * len(u)))
+	for b.Loop() {
+		if err := CheckUpdate(u, len(u)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -125,17 +125,32 @@ func SignedMeta(h VersionHeader, key ed25519.PrivateKey) map[string]string {
 // model download's raw tensor bytes hash to.
 func HashWeights(weights []float32) Hash {
 	h := sha256.New()
-	buf := make([]byte, 0, 64<<10)
-	for len(weights) > 0 {
-		n := min(len(weights), cap(buf)/4)
-		buf = buf[:0]
-		for _, v := range weights[:n] {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+	if b, ok := LittleEndianBytes(weights); ok {
+		h.Write(b)
+	} else {
+		buf := make([]byte, 0, 64<<10)
+		for len(weights) > 0 {
+			n := min(len(weights), cap(buf)/4)
+			buf = buf[:0]
+			for _, v := range weights[:n] {
+				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+			}
+			h.Write(buf)
+			weights = weights[n:]
 		}
-		h.Write(buf)
-		weights = weights[n:]
 	}
 	var sum Hash
 	h.Sum(sum[:0])
 	return sum
+}
+
+// LittleEndianBytes returns w's memory viewed as bytes, without copying, and true when
+// this host stores float32 little-endian — then those bytes are w's little-endian wire
+// and blob encoding, so hashing or writing them needs no conversion. On another host it
+// returns nil and false, and the caller converts. The bytes alias w: they change with it.
+func LittleEndianBytes(w []float32) ([]byte, bool) {
+	if !hostLittleEndian {
+		return nil, false
+	}
+	return asBytes(w), true
 }

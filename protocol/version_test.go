@@ -1,8 +1,12 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"math"
 	"testing"
 )
 
@@ -44,4 +48,34 @@ func FuzzParseVersionHeader(f *testing.F) {
 			t.Fatalf("re-parse of %q: %v", h.Text(), err)
 		}
 	})
+}
+
+// TestHashWeightsEncoding checks HashWeights against the SHA-256 of the values encoded
+// one by one as little-endian float32, whichever path the host takes.
+func TestHashWeightsEncoding(t *testing.T) {
+	for _, n := range []int{0, 1, 16<<10 - 1, 16 << 10, 100003} {
+		w := make([]float32, n)
+		for i := range w {
+			w[i] = float32(i%1013)*0.37 - 11
+		}
+		var enc []byte
+		for _, v := range w {
+			enc = binary.LittleEndian.AppendUint32(enc, math.Float32bits(v))
+		}
+		if got, want := HashWeights(w), Hash(sha256.Sum256(enc)); got != want {
+			t.Fatalf("n=%d: HashWeights = %s, want %s", n, got, want)
+		}
+		if b, ok := LittleEndianBytes(w); ok && !bytes.Equal(b, enc) {
+			t.Fatalf("n=%d: LittleEndianBytes differs from the encoding", n)
+		}
+	}
+}
+
+// BenchmarkHashWeights40MB measures the hash of a committed 40 MB model.
+func BenchmarkHashWeights40MB(b *testing.B) {
+	w := make([]float32, 10<<20)
+	b.SetBytes(int64(4 * len(w)))
+	for b.Loop() {
+		HashWeights(w)
+	}
 }

@@ -50,18 +50,9 @@ func (b *Blobs) Put(w []float32) (protocol.Hash, error) {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
-	buf := make([]byte, 0, 256<<10)
-	for rest := w; len(rest) > 0; {
-		n := min(len(rest), cap(buf)/4)
-		buf = buf[:0]
-		for _, v := range rest[:n] {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-		}
-		if _, err := f.Write(buf); err != nil {
-			f.Close()
-			return sum, fmt.Errorf("store weights: %w", err)
-		}
-		rest = rest[n:]
+	if err := writeLE(f, w); err != nil {
+		f.Close()
+		return sum, fmt.Errorf("store weights: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -78,6 +69,37 @@ func (b *Blobs) Put(w []float32) (protocol.Hash, error) {
 		d.Close()
 	}
 	return sum, nil
+}
+
+// blobChunk is the size of the pieces blobs are written and read in.
+const blobChunk = 1 << 20
+
+// writeLE writes w to f as little-endian float32 values: on a little-endian host its
+// memory as is, elsewhere converted piece by piece.
+func writeLE(f io.Writer, w []float32) error {
+	if b, ok := protocol.LittleEndianBytes(w); ok {
+		for len(b) > 0 {
+			n := min(len(b), blobChunk)
+			if _, err := f.Write(b[:n]); err != nil {
+				return err
+			}
+			b = b[n:]
+		}
+		return nil
+	}
+	buf := make([]byte, 0, blobChunk)
+	for len(w) > 0 {
+		n := min(len(w), cap(buf)/4)
+		buf = buf[:0]
+		for _, v := range w[:n] {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		}
+		if _, err := f.Write(buf); err != nil {
+			return err
+		}
+		w = w[n:]
+	}
+	return nil
 }
 
 // Get reads the blob of hash into dst, which must have its exact size, and verifies the
@@ -128,16 +150,21 @@ func (b *Blobs) read(h protocol.Hash, n int, fn func(chunk []float32, off int)) 
 	}
 	defer f.Close()
 	hash := sha256.New()
-	buf := make([]byte, 256<<10)
-	vals := make([]float32, len(buf)/4)
+	vals := make([]float32, blobChunk/4)
+	raw, native := protocol.LittleEndianBytes(vals)
+	if !native {
+		raw = make([]byte, blobChunk)
+	}
 	for off := 0; off < n; {
 		k := min(n-off, len(vals))
-		if _, err := io.ReadFull(f, buf[:4*k]); err != nil {
+		if _, err := io.ReadFull(f, raw[:4*k]); err != nil {
 			return fmt.Errorf("weights %s: %w", h.String()[:12], err)
 		}
-		hash.Write(buf[:4*k])
-		for i := range k {
-			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		hash.Write(raw[:4*k])
+		if !native {
+			for i := range k {
+				vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+			}
 		}
 		fn(vals[:k], off)
 		off += k

@@ -22,7 +22,7 @@ func TestBlobsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []int{0, 1, 65536, 65536*2 + 3} { // around the read chunk (64 Ki values)
+	for _, n := range []int{0, 1, 65536, blobChunk/4 - 1, blobChunk / 4, blobChunk/2 + 3} { // around the read chunk
 		w := testWeights(n)
 		h, err := b.Put(w)
 		if err != nil {
@@ -138,6 +138,38 @@ func FuzzBlobGet(f *testing.F) {
 		ok := named && len(content)%4 == 0
 		if ok != (err == nil) {
 			t.Fatalf("content of %d bytes, named by its hash %v: %v", len(content), named, err)
+		}
+	})
+}
+
+// BenchmarkBlobs40MB measures what a commit does with a 40 MB model: Put (hash, write,
+// fsync) the new version, and AddTo the base into the accumulator (read, hash, add).
+func BenchmarkBlobs40MB(b *testing.B) {
+	blobs, err := OpenBlobs(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := testWeights(10 << 20)
+	b.Run("Put", func(b *testing.B) {
+		b.SetBytes(int64(4 * len(w)))
+		for i := 0; b.Loop(); i++ {
+			w[0] = float32(i) // a new blob each time
+			if _, err := blobs.Put(w); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	h, err := blobs.Put(w)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, len(w))
+	b.Run("AddTo", func(b *testing.B) {
+		b.SetBytes(int64(4 * len(w)))
+		for b.Loop() {
+			if err := blobs.AddTo(h, dst); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
