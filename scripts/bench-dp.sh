@@ -17,7 +17,7 @@ if [ "${1:-}" = record ]; then
 	# DP-SGD (Poisson lots of expected size 600, so rate 0.1) per round, on the dpcnn.
 	for eps in ${EPSILONS:-3}; do
 		f="$OUT/record-eps-$eps.json"
-		"$FEDQ" sim --agents 10 --model "${MODEL:-dpcnn}" --partition iid --fraction 1 --local-epochs 1 --batch "${RECORD_BATCH:-600}" --lr "${LR:-2}" \
+		"$FEDQ" sim --agents 10 --model "${MODEL:-dpcnn}" --partition iid --fraction 1 --local-epochs 1 --batch "${RECORD_BATCH:-600}" --lr "${LR:-4}" \
 			--rounds "${RECORD_ROUNDS:-20}" --strategy "${STRATEGY:-fedavg}" --dp-mode record --dp-clip "${RECORD_CLIP:-1}" --dp-epsilon "$eps" --dp-delta 1e-5 --json >"$f"
 		printf 'record-level ε %-4s accuracy %s  noise multiplier %s  ε spent %s  (%s s)\n' "$eps" "$(jq .final_accuracy "$f")" \
 			"$(jq .noise_multiplier "$f")" "$(jq .epsilon "$f")" "$(jq '.seconds|floor' "$f")"
