@@ -1,15 +1,12 @@
 package coordinator
 
 import (
-	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/coordinator/engine"
 	"github.com/fedq/fedq/coordinator/task"
 )
@@ -19,14 +16,7 @@ import (
 // its updates, computed independently: the reused accumulator must never mix rounds,
 // and the base, read back from its blob at each commit, must be the last version.
 func TestBufferCycling(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := Listen(Config{Dir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := listenOn(t, testDir(t))
 	defer srv.release()
 	spec, err := task.Parse([]byte(`{"name":"t","dataset":"d","model":{"input":[3],"classes":2,"layers":[{"type":"dense","out":2}]},
 	  "train":{"epochs":1,"batch":1,"lr":0.1},"agents_per_round":2}`))

@@ -1,11 +1,8 @@
 package coordinator
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 
-	"github.com/fedq/fedq/coordinator/ca"
 	"github.com/fedq/fedq/coordinator/engine"
 	"github.com/fedq/fedq/coordinator/task"
 	"github.com/fedq/fedq/protocol"
@@ -18,14 +15,7 @@ import (
 // session, must be out of the round, and free and online for the next one — the round
 // must not wait for it until its train deadline.
 func TestReplacedSessionLeavesRound(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := ca.Init(dir, ca.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := Listen(Config{Dir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := listenOn(t, testDir(t))
 	defer srv.release()
 	r := srv.rounds
 	drain := func() {

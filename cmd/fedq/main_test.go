@@ -124,31 +124,37 @@ func TestInfoJSON(t *testing.T) {
 	}
 }
 
-// TestDPCommands checks fedq dp's JSON against the accountant's published test value and
-// the calibration against the accountant.
-func TestDPCommands(t *testing.T) {
-	code, out, stderr := runCLI(t, "dp", "epsilon", "--sample-rate", "0.04", "--noise-multiplier", "1.5", "--steps", "2250", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var e struct{ Epsilon, Order float64 }
-	if err := json.Unmarshal([]byte(out), &e); err != nil {
-		t.Fatal(err)
-	}
-	if math.Abs(e.Epsilon-7.32911117143)/7.32911117143 > 1e-9 || e.Order != 3.9 {
-		t.Fatalf("epsilon %+v", e)
-	}
-	code, out, stderr = runCLI(t, "dp", "noise", "--target-epsilon", "3", "--sample-rate", "0.0025", "--steps", "6000", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var n struct {
+// dpEpsilon and dpNoise are what fedq dp epsilon and fedq dp noise print with --json.
+type (
+	dpEpsilon struct{ Epsilon, Order float64 }
+	dpNoise   struct {
 		NoiseMultiplier float64 `json:"noise_multiplier"`
 		Epsilon         float64
 	}
-	if err := json.Unmarshal([]byte(out), &n); err != nil {
-		t.Fatal(err)
+)
+
+// runJSON runs a command that must succeed and decodes its --json output into v.
+func runJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	code, out, stderr := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("%v: exit %d: %s", args, code, stderr)
 	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%v: %v in %q", args, err, out)
+	}
+}
+
+// TestDPCommands checks fedq dp's JSON against the accountant's published test value and
+// the calibration against the accountant.
+func TestDPCommands(t *testing.T) {
+	var e dpEpsilon
+	runJSON(t, &e, "dp", "epsilon", "--sample-rate", "0.04", "--noise-multiplier", "1.5", "--steps", "2250", "--json")
+	if math.Abs(e.Epsilon-7.32911117143)/7.32911117143 > 1e-9 || e.Order != 3.9 {
+		t.Fatalf("epsilon %+v", e)
+	}
+	var n dpNoise
+	runJSON(t, &n, "dp", "noise", "--target-epsilon", "3", "--sample-rate", "0.0025", "--steps", "6000", "--json")
 	if !(n.NoiseMultiplier > 0.5 && n.NoiseMultiplier < 1) || n.Epsilon > 3 || n.Epsilon < 2.99 {
 		t.Fatalf("noise %+v", n)
 	}
@@ -158,31 +164,16 @@ func TestDPCommands(t *testing.T) {
 // accountant at half the noise multiplier (replace-one doubles a clipped sum's
 // sensitivity), and that the default is still Poisson.
 func TestDPFixedSampling(t *testing.T) {
-	code, out, stderr := runCLI(t, "dp", "epsilon", "--sampling", "fixed", "--sample-rate", "0.1", "--noise-multiplier", "3", "--steps", "50", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var e struct{ Epsilon, Order float64 }
-	if err := json.Unmarshal([]byte(out), &e); err != nil {
-		t.Fatal(err)
-	}
+	var e dpEpsilon
+	runJSON(t, &e, "dp", "epsilon", "--sampling", "fixed", "--sample-rate", "0.1", "--noise-multiplier", "3", "--steps", "50", "--json")
 	orders := dp.DefaultOrders()
 	rdp, _ := dp.RDPWithoutReplacement(0.1, 1.5, 50, orders)
 	want, order, _ := dp.Epsilon(orders, rdp, 1e-5)
 	if e.Epsilon != want || e.Order != order {
 		t.Fatalf("fixed: %+v, want ε %v at order %v", e, want, order)
 	}
-	code, out, stderr = runCLI(t, "dp", "noise", "--sampling", "fixed", "--target-epsilon", "4", "--sample-rate", "0.1", "--steps", "50", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var n struct {
-		NoiseMultiplier float64 `json:"noise_multiplier"`
-		Epsilon         float64
-	}
-	if err := json.Unmarshal([]byte(out), &n); err != nil {
-		t.Fatal(err)
-	}
+	var n dpNoise
+	runJSON(t, &n, "dp", "noise", "--sampling", "fixed", "--target-epsilon", "4", "--sample-rate", "0.1", "--steps", "50", "--json")
 	z, _ := dp.ClippedSumNoiseMultiplier(dp.Fixed, 4, 0.1, 50, 1e-5, nil)
 	poisson, _ := dp.NoiseMultiplier(4, 0.1, 50, 1e-5, nil)
 	if n.NoiseMultiplier != z || n.Epsilon > 4 || n.Epsilon < 3.99 || !(z > poisson) {
