@@ -180,6 +180,12 @@ func (r *rounds) closeSecure(a engine.CloseSecAgg) engine.Event {
 		if err != nil {
 			return engine.SecAggFailed{TaskID: a.TaskID, Reason: err.Error()}
 		}
+		if tm.sa.ddp != nil && len(survivors) < tm.sa.planned {
+			// Fail before any share is revealed: unmasked, the sum of fewer agents' noise
+			// shares than planned would be under-noised even in the coordinator's memory.
+			return engine.SecAggFailed{TaskID: a.TaskID, Reason: fmt.Sprintf(
+				"%d masked updates, distributed DP's noise is planned for %d: not unmasking a sum with too little noise", len(survivors), tm.sa.planned)}
+		}
 		for _, m := range survivors {
 			r.srv.sendTo(m, &protocol.SecAggUnmaskRequest{Round: round, TaskID: a.TaskID, Survivors: survivors})
 		}

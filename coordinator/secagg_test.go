@@ -300,3 +300,59 @@ func TestDistributedDPRounds(t *testing.T) {
 		t.Fatalf("the step is off the clipped mean by %g; the noise's standard deviation is %g", worst, sd)
 	}
 }
+
+// TestDistributedDPNoUnmaskBelowPlan: a distributed-DP round plans its noise for the
+// agents it sampled less a dropout margin (8 sampled, 1% expected dropout: 7). When two
+// agents drop before uploading, six masked updates — enough for the quorum (min_agents
+// 4) but fewer than planned — would unmask to a sum with too little noise: the round
+// must fail before any agent is asked to reveal its shares, and the next attempt, with
+// everyone, commits.
+func TestDistributedDPNoUnmaskBelowPlan(t *testing.T) {
+	c := newCluster(t)
+	var mu sync.Mutex
+	asked := map[string]bool{} // taskID/phase → some agent was asked at that phase
+	for i := range 8 {
+		name := fmt.Sprintf("site-%d", i)
+		drop := func(taskID, phase string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			asked[taskID+"/"+phase] = true
+			return i < 2 && phase == agent.DropUpload && strings.Contains(taskID, ".a1.")
+		}
+		secureAgent(t, c, name, blobs(100, uint64(i)), nil, drop)
+	}
+	spec := `{"name": "blobs", "dataset": "blobs",
+	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
+	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "fraction": 1, "rounds": 1,
+	  "deadlines": {"configure": "5s", "train": "20s"}, "seed": 3,
+	  "secure_aggregation": true, "secagg": {"deadline": "5s", "dropout": 0.01},
+	  "privacy": {"mode": "distributed", "clip": 0.5, "noise_multiplier": 0.05, "epsilon": 10000, "delta": 1e-5, "min_agents": 4}}`
+	ctx := context.Background()
+	adm := c.admin()
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitForWithin(t, 2*time.Minute, func() bool {
+		ts, err := adm.Tasks(ctx)
+		return err == nil && len(ts) == 1 && ts[0].Status == "done"
+	}, "the distributed-DP round, retried")
+	mu.Lock()
+	defer mu.Unlock()
+	var first, second bool
+	for k := range asked {
+		switch {
+		case strings.Contains(k, ".a1.") && strings.HasSuffix(k, "/"+agent.DropUpload):
+			first = true
+		case strings.Contains(k, ".a1.") && strings.HasSuffix(k, "/"+agent.DropUnmask):
+			t.Errorf("an agent was asked to unmask the first attempt (%s), whose sum held 6 of the 7 planned noise shares", k)
+		case strings.Contains(k, ".a2.") && strings.HasSuffix(k, "/"+agent.DropUnmask):
+			second = true
+		}
+	}
+	if !first || !second {
+		t.Fatalf("attempts seen: first uploaded %v, second unmasked %v (%v)", first, second, asked)
+	}
+}
