@@ -38,6 +38,10 @@ type rounds struct {
 	tasks  map[string]*taskModel
 	byTask map[string]*taskModel // current round's task ID → model
 	online map[string]string     // agent → its latest session ID
+	// ended holds, per agent, the last session whose end came while another session
+	// was registered: post may deliver a session's up after its down when the loop's
+	// queue is full, and that up must not bring back an agent that is gone.
+	ended  map[string]string
 	caps   map[string]protocol.Capabilities
 	certs  map[string][]byte // agent → its certificate (DER), for secure aggregation
 	verify *transport.CertVerifier
@@ -119,7 +123,7 @@ func (r *rounds) restoreStrategy(tm *taskModel, v store.Version) error {
 
 func newRounds(s *Server) *rounds {
 	return &rounds{srv: s, log: s.log, eng: engine.New(newSessionID()[:8]), in: make(chan func(), 1024),
-		tasks: map[string]*taskModel{}, byTask: map[string]*taskModel{}, online: map[string]string{},
+		tasks: map[string]*taskModel{}, byTask: map[string]*taskModel{}, online: map[string]string{}, ended: map[string]string{},
 		caps: map[string]protocol.Capabilities{}, certs: map[string][]byte{}}
 }
 
@@ -504,13 +508,18 @@ func (r *rounds) layoutOf(name string) ([]protocol.TensorInfo, error) {
 }
 
 // agentUp and agentDown tell the engine about sessions, in session order: a session's
-// end counts only if no newer session of the agent has begun.
+// end counts only if no newer session of the agent has begun, and a session's start
+// that arrives after its own end (post reorders when the loop is saturated) is ignored.
 func (r *rounds) agentUp(id, session string, caps protocol.Capabilities, cert []byte) {
 	names := make([]string, len(caps.Datasets))
 	for i, d := range caps.Datasets {
 		names[i] = d.Name
 	}
 	r.post(func() {
+		if r.ended[id] == session {
+			delete(r.ended, id) // this session already ended: its up came late
+			return
+		}
 		r.online[id] = session
 		r.caps[id], r.certs[id] = caps, cert
 		r.step(engine.AgentUp{ID: id, Datasets: names})
@@ -520,6 +529,7 @@ func (r *rounds) agentUp(id, session string, caps protocol.Capabilities, cert []
 func (r *rounds) agentDown(id, session string) {
 	r.post(func() {
 		if r.online[id] != session {
+			r.ended[id] = session // replaced by a newer session, or its up is still queued
 			return
 		}
 		delete(r.online, id)

@@ -18,16 +18,7 @@ func TestReplacedSessionLeavesRound(t *testing.T) {
 	srv := listenOn(t, testDir(t))
 	defer srv.release()
 	r := srv.rounds
-	drain := func() {
-		for {
-			select {
-			case fn := <-r.in:
-				fn()
-			default:
-				return
-			}
-		}
-	}
+	drain := func() { drainLoop(r) }
 	spec, err := task.Parse([]byte(`{"name":"t","dataset":"d","model":{"input":[3],"classes":2,"layers":[{"type":"dense","out":2}]},
 	  "train":{"epochs":1,"batch":1,"lr":0.1},"agents_per_round":3,"quorum":2}`))
 	if err != nil {
@@ -86,5 +77,45 @@ func TestReplacedSessionLeavesRound(t *testing.T) {
 	}
 	if rs := round(); rs == nil || rs.Round != 2 || rs.Selected != 3 {
 		t.Fatalf("round 2: %+v", rs)
+	}
+}
+
+// TestSessionUpAfterItsDown: when the loop's queue is full, post delivers late, and a
+// session's start can reach the loop after its own end. The agent is gone: it must not
+// come back online (the engine would offer it tasks no session can carry), while a
+// later session of the same agent counts as usual.
+func TestSessionUpAfterItsDown(t *testing.T) {
+	srv := listenOn(t, testDir(t))
+	defer srv.release()
+	r := srv.rounds
+	drain := func() { drainLoop(r) }
+	caps := protocol.Capabilities{Datasets: []protocol.DatasetInfo{{Name: "d", Examples: 10}}}
+	r.agentDown("a", "a1") // the end first,
+	r.agentUp("a", "a1", caps, nil)
+	drain()
+	if n := r.eng.Online(); n != 0 || r.online["a"] != "" {
+		t.Fatalf("online %d, a's session %q: a session that had ended came back", n, r.online["a"])
+	}
+	r.agentUp("a", "a2", caps, nil)
+	drain()
+	if n := r.eng.Online(); n != 1 || r.online["a"] != "a2" {
+		t.Fatalf("online %d, a's session %q: the next session did not count", n, r.online["a"])
+	}
+	r.agentDown("a", "a2")
+	drain()
+	if n := r.eng.Online(); n != 0 {
+		t.Fatalf("online %d after the last session ended", n)
+	}
+}
+
+// drainLoop runs what is queued for the driver's loop, on the test's goroutine.
+func drainLoop(r *rounds) {
+	for {
+		select {
+		case fn := <-r.in:
+			fn()
+		default:
+			return
+		}
 	}
 }
