@@ -250,17 +250,7 @@ func TestDistributedDPRounds(t *testing.T) {
 	  "secure_aggregation": true, "secagg": {"deadline": "5s"},
 	  "privacy": {"mode": "distributed", "clip": 0.5, "noise_multiplier": 0.05, "epsilon": 10000, "delta": 1e-5, "min_agents": 4}}`
 	ctx := context.Background()
-	adm := c.admin()
-	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
-		t.Fatal(err)
-	}
-	waitForWithin(t, 2*time.Minute, func() bool {
-		ts, err := adm.Tasks(ctx)
-		return err == nil && len(ts) == 1 && ts[0].Status == "done"
-	}, "a distributed-DP round")
+	adm := runTaskDone(t, c, spec, "a distributed-DP round")
 	vs, err := adm.Versions(ctx, "blobs")
 	if err != nil || len(vs) != 2 {
 		t.Fatalf("versions %v, %v", vs, err)
@@ -327,18 +317,7 @@ func TestDistributedDPNoUnmaskBelowPlan(t *testing.T) {
 	  "deadlines": {"configure": "5s", "train": "20s"}, "seed": 3,
 	  "secure_aggregation": true, "secagg": {"deadline": "5s", "dropout": 0.01},
 	  "privacy": {"mode": "distributed", "clip": 0.5, "noise_multiplier": 0.05, "epsilon": 10000, "delta": 1e-5, "min_agents": 4}}`
-	ctx := context.Background()
-	adm := c.admin()
-	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
-		t.Fatal(err)
-	}
-	waitForWithin(t, 2*time.Minute, func() bool {
-		ts, err := adm.Tasks(ctx)
-		return err == nil && len(ts) == 1 && ts[0].Status == "done"
-	}, "the distributed-DP round, retried")
+	runTaskDone(t, c, spec, "the distributed-DP round, retried")
 	mu.Lock()
 	defer mu.Unlock()
 	var first, second bool
@@ -355,4 +334,23 @@ func TestDistributedDPNoUnmaskBelowPlan(t *testing.T) {
 	if !first || !second {
 		t.Fatalf("attempts seen: first uploaded %v, second unmasked %v (%v)", first, second, asked)
 	}
+}
+
+// runTaskDone submits spec (task "blobs"), starts one round and waits up to two minutes
+// for the task to be done; it returns the admin client.
+func runTaskDone(t *testing.T, c *cluster, spec, what string) *coordinator.AdminClient {
+	t.Helper()
+	ctx := context.Background()
+	adm := c.admin()
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitForWithin(t, 2*time.Minute, func() bool {
+		ts, err := adm.Tasks(ctx)
+		return err == nil && len(ts) == 1 && ts[0].Status == "done"
+	}, what)
+	return adm
 }
