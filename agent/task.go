@@ -147,38 +147,46 @@ func prodInts(s []int) int {
 
 // models keeps the agent's compute model of the last spec it trained, so consecutive
 // rounds reuse its buffers instead of allocating (and initialising) a model each time.
+// A model is lent to one task at a time: the coordinator offers an agent one task at
+// a time, but a task it cancelled may still be finishing a step when the next begins.
 type models struct {
 	mu   sync.Mutex
 	spec string
 	m    *compute.Model[float32]
 }
 
-// get returns a model for spec, reusing the last one when the spec is the same. Its
-// weights are whatever they were: the caller sets them.
-func (ms *models) get(spec compute.Spec, threads int) (*compute.Model[float32], error) {
+// take returns a model for spec for the caller's use alone: the kept one when it has
+// the same spec and is not lent, otherwise a new one. Its weights are whatever they
+// were: the caller sets them. put gives it back.
+func (ms *models) take(spec compute.Spec, threads int) (*compute.Model[float32], error) {
 	key := string(spec.JSON())
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
 	if ms.m != nil && ms.spec == key {
-		return ms.m, nil
+		m := ms.m
+		ms.m = nil
+		ms.mu.Unlock()
+		return m, nil
 	}
-	m, err := compute.New[float32](spec, compute.Options{Seed: 1, Threads: threads})
-	if err != nil {
-		return nil, err
-	}
-	ms.spec, ms.m = key, m
-	return m, nil
+	ms.mu.Unlock()
+	return compute.New[float32](spec, compute.Options{Seed: 1, Threads: threads})
+}
+
+// put keeps m, a model of spec that its task no longer uses, for the next task.
+func (ms *models) put(spec compute.Spec, m *compute.Model[float32]) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.spec, ms.m = string(spec.JSON()), m
 }
 
 // runTask does an accepted training task: get the base model, train, upload the update.
-// The engine gives an agent one task at a time, so the reused model is not shared.
 func (d *Daemon) runTask(ctx context.Context, o *protocol.TaskOffer, spec compute.Spec, data *dataset.Dataset) error {
 	log := d.log.With("task", o.TaskID)
 	start := time.Now()
-	m, err := d.models.get(spec, d.cfg.Threads)
+	m, err := d.models.take(spec, d.cfg.Threads)
 	if err != nil {
 		return err
 	}
+	defer d.models.put(spec, m)
 	layout := layoutOf(m)
 	base, err := d.baseModel(ctx, o, layout)
 	if err != nil {
@@ -392,8 +400,9 @@ func (d *Daemon) offer(ctx context.Context, o *protocol.TaskOffer, send func(pro
 	}
 	var adv *protocol.SecAggAdvertise
 	if o.SecAgg != nil {
-		m, err := d.models.get(spec, d.cfg.Threads)
+		m, err := d.models.take(spec, d.cfg.Threads)
 		if err == nil {
+			d.models.put(spec, m)
 			adv, err = d.startSecure(o, m.NumParams())
 		}
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fedq/fedq/compute"
 	"github.com/fedq/fedq/compute/dataset"
 	"github.com/fedq/fedq/protocol"
 )
@@ -107,4 +108,41 @@ func BenchmarkSubtractBase10M(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestModelsLentOneAtATime checks that a model is never lent to two tasks at once (a
+// cancelled task may still be finishing a step when the next one starts): a second
+// take before the put gets a model of its own, a take after it the kept one, and a
+// take of another spec a new one.
+func TestModelsLentOneAtATime(t *testing.T) {
+	spec, err := compute.ParseSpec([]byte(`{"input":[4],"classes":2,"layers":[{"type":"dense","out":2}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := compute.ParseSpec([]byte(`{"input":[4],"classes":3,"layers":[{"type":"dense","out":3}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms models
+	take := func(s compute.Spec) *compute.Model[float32] {
+		t.Helper()
+		m, err := ms.take(s, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a := take(spec)
+	b := take(spec)
+	if a == b {
+		t.Fatal("two tasks were lent the same model")
+	}
+	ms.put(spec, a)
+	if c := take(spec); c != a {
+		t.Fatal("a take after the put did not reuse the kept model")
+	}
+	ms.put(spec, b)
+	if c := take(other); c == b || c.NumParams() != 15 {
+		t.Fatalf("a take of another spec got %d parameters, want a new model of 15", c.NumParams())
+	}
 }
