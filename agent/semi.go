@@ -21,7 +21,7 @@ func trainSemi(ctx context.Context, m *compute.Model[float32], opt compute.Optim
 	if len(truth) != data.Len() {
 		truth = nil
 	}
-	res, err := compute.TrainSemi(ctx, m, opt, data, cfg, compute.Semi{Threshold: p.Threshold, LambdaU: p.LambdaU, Ratio: int(p.Ratio), Truth: truth})
+	res, err := compute.TrainSemi(ctx, m, opt, data, cfg, compute.Semi{Threshold: p.Threshold, LambdaU: p.LambdaU, Ratio: int(p.Ratio), Static: p.Static, Truth: truth})
 	if err != nil {
 		return res.TrainResult, nil, err
 	}

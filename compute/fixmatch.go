@@ -34,6 +34,13 @@ type Semi struct {
 	LambdaU float64
 	// Ratio is μ, unlabelled per labelled sample in a step (FixMatch: 7); ≥ 1.
 	Ratio int
+	// Static pseudo-labels every unlabelled sample once, before training, with the
+	// model as it comes in (on the unaugmented sample), as SemiFL (Diao et al. 2022)
+	// does, instead of at every step with the model being trained. Training then only
+	// visits the samples kept, so a model that drifts during local training cannot
+	// confirm its own mistakes within the round. With none kept and no labelled sample
+	// there is nothing to train on, and the model is left as it came (a zero update).
+	Static bool
 	// Truth, when set, holds the true labels of the dataset's samples (len = its length):
 	// in simulation it scores the pseudo-labels. Training never reads it otherwise.
 	Truth []int32
@@ -62,8 +69,8 @@ func (s *Semi) Check() error {
 // SemiResult summarises semi-supervised training.
 type SemiResult struct {
 	TrainResult
-	// Unlabelled counts the unlabelled samples pseudo-labelled (in all epochs); Kept
-	// those at or above the threshold; Correct those kept whose pseudo-label equals
+	// Unlabelled counts the unlabelled samples pseudo-labelled (in all epochs; once
+	// with Semi.Static); Kept those at or above the threshold; Correct those kept whose pseudo-label equals
 	// Semi.Truth (0 without it).
 	Unlabelled, Kept, Correct int
 }
@@ -118,8 +125,9 @@ func (c *cycler) take(dst []int, n int) []int {
 // TrainSemi trains m on the partly labelled (or unlabelled) dataset d with FixMatch (see
 // Semi). cfg's Epochs, Batch, Seed and MaxSteps mean what they mean for Train; DP-SGD
 // (cfg.DP) is not supported here and is refused. The result's Samples counts the samples
-// of every step, labelled and unlabelled, kept or not (an agent's FedAvg weight is the
-// data it looked at).
+// every epoch looked at, labelled and unlabelled, kept or not (an agent's FedAvg weight
+// is the data it looked at): those of every step or, with static pseudo-labels, the
+// labelled ones of its steps and every unlabelled sample.
 func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d *dataset.Dataset, cfg TrainConfig, s Semi) (SemiResult, error) {
 	if !m.Trainable() {
 		return SemiResult{}, fmt.Errorf("train semi: %w", errInference)
@@ -151,6 +159,13 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 			unl = append(unl, i)
 		}
 	}
+	var res SemiResult
+	var pseudo []int32 // Static: the pseudo-label of each sample kept
+	if s.Static && len(unl) > 0 {
+		if unl, pseudo, err = pseudoLabel(ctx, m, d, unl, s, &res); err != nil {
+			return res, err
+		}
+	}
 	nl, nu := cfg.Batch, 0
 	steps := (len(lab) + cfg.Batch - 1) / cfg.Batch
 	switch {
@@ -168,9 +183,11 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 	y := make([]int32, nl+nu)
 	w := make([]float32, nl+nu)
 	var li, ui []int
-	var res SemiResult
 	start := time.Now()
 	for e := range cfg.Epochs {
+		if pseudo != nil {
+			res.Samples += res.Unlabelled // each epoch looks at all of them, kept or not
+		}
 		var lossSum float64
 		var correct, labelled, lossSteps int
 		for step := range steps {
@@ -189,7 +206,13 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 				y[j], w[j] = d.Y[i], 1/float32(len(li))
 			}
 			kept := 0
-			if len(ui) > 0 {
+			if pseudo != nil {
+				for _, i := range ui {
+					aug.Apply(AugmentStrong, x[n*ss:], d.X[i*ss:], cfg.Seed^0xd1b54a32d192ed03, tag|uint64(i))
+					y[n], w[n] = pseudo[i], float32(s.LambdaU/float64(len(ui)))
+					n++
+				}
+			} else if len(ui) > 0 {
 				for j, i := range ui {
 					aug.Apply(AugmentWeak, xw[j*ss:], d.X[i*ss:], cfg.Seed, tag|uint64(i))
 				}
@@ -211,7 +234,10 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 				}
 			}
 			res.Steps++
-			res.Samples += len(li) + len(ui) // looked at, whether or not any was kept
+			res.Samples += len(li)
+			if pseudo == nil {
+				res.Samples += len(ui) // looked at, whether or not any was kept
+			}
 			if n == 0 || (len(li) == 0 && s.LambdaU == 0) {
 				continue // nothing to learn from in this step
 			}
@@ -252,6 +278,41 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 	res.Elapsed = time.Since(start)
 	res.SamplesPerSecond = float64(res.Samples) / res.Elapsed.Seconds()
 	return res, nil
+}
+
+// pseudoLabel labels the samples idx of d with m as it is (no augmentation, dropout
+// off), in batches, and returns those at or above s.Threshold with their labels (indexed
+// by sample), counting them in res.
+func pseudoLabel(ctx context.Context, m *Model[float32], d *dataset.Dataset, idx []int, s Semi, res *SemiResult) ([]int, []int32, error) {
+	const chunk = 64
+	ss, k := m.inSize, m.spec.Classes
+	labels := make([]int32, d.Len())
+	x := make([]float32, chunk*ss)
+	var kept []int
+	for lo := 0; lo < len(idx); lo += chunk {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		part := idx[lo:min(lo+chunk, len(idx))]
+		for j, i := range part {
+			copy(x[j*ss:(j+1)*ss], d.X[i*ss:(i+1)*ss])
+		}
+		z := m.Forward(x[:len(part)*ss], len(part), false)
+		for j, i := range part {
+			p, c := topProb(z[j*k : (j+1)*k])
+			res.Unlabelled++
+			if p < s.Threshold {
+				continue
+			}
+			res.Kept++
+			if s.Truth != nil && s.Truth[i] == int32(c) {
+				res.Correct++
+			}
+			labels[i] = int32(c)
+			kept = append(kept, i)
+		}
+	}
+	return kept, labels, nil
 }
 
 // topProb returns the largest softmax probability of logits z and its class.

@@ -185,6 +185,57 @@ func TestFixMatchThreshold(t *testing.T) {
 	}
 }
 
+// TestFixMatchStatic checks SemiFL's static pseudo-labels: every unlabelled sample is
+// labelled once, from the unaugmented image with the model as it came in (so the count
+// over two epochs is that model's, computed independently here), training visits only
+// the samples kept, and with none kept and no labels the model is left as it came,
+// with the samples looked at still counted.
+func TestFixMatchStatic(t *testing.T) {
+	train, _ := loadMNIST(t)
+	m := trained2NN(t, train)
+	base := m.CloneValues()
+	u, truth := unlabelled(train.Subset(dataset.Shuffle(train.Len(), 17)[:300]))
+	z := slices.Clone(m.Forward(u.X, u.Len(), false))
+	var want, wantRight int
+	for i := range u.Len() {
+		p, c := topProb(z[i*10 : (i+1)*10])
+		if p >= DefaultThreshold {
+			want++
+			if int32(c) == truth[i] {
+				wantRight++
+			}
+		}
+	}
+	if want < 30 || want == u.Len() {
+		t.Fatalf("the model keeps %d of %d: the test needs some kept and some not", want, u.Len())
+	}
+	opt, _ := NewSGD(m, 0.05, 0, 0, false)
+	res, err := TrainSemi(context.Background(), m, opt, u, TrainConfig{Epochs: 2, Batch: 10, Seed: 3},
+		Semi{Threshold: DefaultThreshold, LambdaU: 1, Ratio: 7, Static: true, Truth: truth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := 2 * ((want + 9) / 10)
+	if res.Unlabelled != u.Len() || res.Kept != want || res.Correct != wantRight || res.Steps != steps || res.Samples != 2*u.Len() {
+		t.Fatalf("pseudo-labelled %d, kept %d, right %d, steps %d, samples %d; want %d, %d, %d, %d, %d",
+			res.Unlabelled, res.Kept, res.Correct, res.Steps, res.Samples, u.Len(), want, wantRight, steps, 2*u.Len())
+	}
+	if slices.Equal(base, m.Values()) {
+		t.Fatal("the weights did not move")
+	}
+	if err := m.SetValues(base); err != nil {
+		t.Fatal(err)
+	}
+	res, err = TrainSemi(context.Background(), m, opt, u, TrainConfig{Epochs: 1, Batch: 10, Seed: 3},
+		Semi{Threshold: 1, LambdaU: 1, Ratio: 7, Static: true})
+	if err != nil || res.Kept != 0 || res.Steps != 0 || res.Samples != u.Len() {
+		t.Fatalf("τ = 1: err %v, kept %d, steps %d, samples %d; want none kept, no step, %d samples", err, res.Kept, res.Steps, res.Samples, u.Len())
+	}
+	if !slices.Equal(base, m.Values()) {
+		t.Fatal("with nothing to train on, the weights moved")
+	}
+}
+
 // TestWeightedLossMatchesLoss: with equal weights 1/n the weighted loss is the mean loss.
 func TestWeightedLossMatchesLoss(t *testing.T) {
 	spec, _ := BuiltinSpec("2nn")

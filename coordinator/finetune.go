@@ -32,7 +32,7 @@ func semiParams(s *task.Semi) *protocol.SemiParams {
 	if s == nil {
 		return nil
 	}
-	return &protocol.SemiParams{Threshold: s.Threshold, LambdaU: s.LambdaU, Ratio: uint32(s.Ratio)}
+	return &protocol.SemiParams{Threshold: s.Threshold, LambdaU: s.LambdaU, Ratio: uint32(s.Ratio), Static: s.PseudoLabels == task.PseudoStatic}
 }
 
 // labelledSet returns the coordinator's labelled set a labels-at-coordinator task
@@ -71,9 +71,9 @@ func (r *rounds) labelledSet(tm *taskModel) (*semiModel, error) {
 }
 
 // trainLabelled trains weights in place on the task's labelled set for epochs epochs
-// (weak augmentation, SGD with the fine-tuning settings) and returns the training
-// metrics; nothing for tasks without labels at the coordinator.
-func (r *rounds) trainLabelled(tm *taskModel, weights []float32, epochs int, seed uint64) (map[string]float64, error) {
+// (weak augmentation, SGD at rate lr with the fine-tuning's momentum and batch) and
+// returns the training metrics; nothing for tasks without labels at the coordinator.
+func (r *rounds) trainLabelled(tm *taskModel, weights []float32, epochs int, lr float64, seed uint64) (map[string]float64, error) {
 	sm, err := r.labelledSet(tm)
 	if sm == nil || err != nil || epochs == 0 {
 		return nil, err
@@ -82,7 +82,7 @@ func (r *rounds) trainLabelled(tm *taskModel, weights []float32, epochs int, see
 	if err := sm.m.SetValues(weights); err != nil {
 		return nil, err
 	}
-	opt, err := compute.NewSGD(sm.m, s.FineTune.LR, s.FineTune.Momentum, 0, false)
+	opt, err := compute.NewSGD(sm.m, lr, s.FineTune.Momentum, 0, false)
 	if err != nil {
 		return nil, err
 	}
@@ -105,28 +105,32 @@ func (r *rounds) warmUp(tm *taskModel) error {
 	if s := tm.spec.Semi; s == nil || s.Mode != task.LabelsAtCoordinator {
 		return nil
 	}
-	m, err := r.trainLabelled(tm, tm.accum, tm.spec.Semi.WarmupEpochs, tm.spec.Seed)
+	s := tm.spec.Semi
+	m, err := r.trainLabelled(tm, tm.accum, s.WarmupEpochs, s.FineTune.LR, tm.spec.Seed)
 	if err != nil {
 		return err
 	}
-	r.log.Info("warm-up on the coordinator's labelled set", "task", tm.spec.Name, "epochs", tm.spec.Semi.WarmupEpochs,
+	r.log.Info("warm-up on the coordinator's labelled set", "task", tm.spec.Name, "epochs", s.WarmupEpochs,
 		"loss", m["finetune_loss"], "seconds", m["finetune_seconds"])
 	return nil
 }
 
 // fineTune trains an aggregated model on the task's labelled set before it is
-// committed, adding the fine-tuning's figures to metrics.
+// committed, at the fine-tuning's rate scaled by the task's learning-rate schedule,
+// adding the fine-tuning's figures to metrics.
 func (r *rounds) fineTune(tm *taskModel, round uint64, next []float32, metrics map[string]float64) error {
 	s := tm.spec.Semi
 	if s == nil || s.Mode != task.LabelsAtCoordinator {
 		return nil
 	}
-	m, err := r.trainLabelled(tm, next, s.FineTune.Epochs, tm.spec.Seed^round<<20)
-	if err != nil {
+	lr := tm.spec.Train.ScaleLR(s.FineTune.LR, round, tm.spec.Rounds)
+	m, err := r.trainLabelled(tm, next, s.FineTune.Epochs, lr, tm.spec.Seed^round<<20)
+	if err != nil || m == nil {
 		return err
 	}
 	for k, v := range m {
 		metrics[k] = v
 	}
+	metrics["finetune_lr"] = lr
 	return nil
 }

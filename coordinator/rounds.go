@@ -303,7 +303,7 @@ func (r *rounds) do(a engine.Action) engine.Event {
 		offer := &protocol.TaskOffer{TaskID: a.TaskID, Round: a.Round, Kind: protocol.TaskTrain,
 			BaseVersion: a.Base.Number, BaseHash: a.Base.Hash, Dataset: tm.spec.Dataset, ModelSpec: tm.mspec.JSON(),
 			DeadlineMs: a.Deadline.UnixMilli(),
-			Config: protocol.TrainConfig{Epochs: uint32(t.Epochs), LocalSteps: uint32(t.LocalSteps), Batch: uint32(t.Batch), LR: t.LR,
+			Config: protocol.TrainConfig{Epochs: uint32(t.Epochs), LocalSteps: uint32(t.LocalSteps), Batch: uint32(t.Batch), LR: t.LRAt(a.Round, tm.spec.Rounds),
 				Optimizer: t.Optimizer, Momentum: t.Momentum, WeightDecay: t.WeightDecay, ProxMu: local.ProxMu}}
 		if p := tm.spec.Privacy; p != nil && p.Mode == task.Record {
 			offer.DP = &protocol.DPParams{Mechanism: protocol.MechanismDPSGD, ClipNorm: p.Clip, NoiseMultiplier: p.NoiseMultiplier,
@@ -400,6 +400,9 @@ func (r *rounds) commit(a engine.CommitRound) engine.Event {
 	metrics := map[string]float64{"train_loss": a.Loss, "updates": float64(a.Updates), "examples": float64(a.Examples)}
 	if !hasLoss { // distributed DP: no agent's loss leaves it un-noised
 		delete(metrics, "train_loss")
+	}
+	if t := tm.spec.Train; t.LRSchedule != task.ScheduleConstant {
+		metrics["train_lr"] = t.LRAt(a.Round, tm.spec.Rounds)
 	}
 	for k, v := range tm.strategy.AggregateEvaluate(tm.results) {
 		if !strings.HasPrefix(k, "train_") {

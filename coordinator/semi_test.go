@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,43 @@ func TestSemiLabelsAtCoordinator(t *testing.T) {
 		m := v.Metrics
 		// The warmed-up model separates the blobs: its pseudo-labels are confident, and
 		// fine-tuning on the labels fits them.
+		if m["updates"] != 4 || !(m["train_pseudo_coverage"] > 0.5) || !(m["finetune_accuracy"] > 0.9) {
+			t.Fatalf("round %d metrics %v: want 4 updates, pseudo-label coverage > 0.5, fine-tuning accuracy > 0.9", v.Round, m)
+		}
+	}
+}
+
+// TestSemiStaticCosine runs labels-at-coordinator with SemiFL's static pseudo-labels and
+// a cosine learning rate over the task's 3 rounds: every round's agents pseudo-label
+// with the base model and train, and each version records the rate its agents were
+// given and the fine-tuning's, both on the schedule.
+func TestSemiStaticCosine(t *testing.T) {
+	c := newClusterWith(t, func(c *cluster) { c.labelled = map[string]*dataset.Dataset{"blobs-labelled": blobs(64, 99)} })
+	for i := range 4 {
+		trainingAgent(t, c, fmt.Sprintf("site-%d", i), hidden(blobs(200, uint64(i))))
+	}
+	ctx := context.Background()
+	adm := c.admin()
+	spec := strings.Replace(semiTask(`{"mode": "labels-at-coordinator", "labelled": "blobs-labelled", "pseudo_labels": "static",
+		"threshold": 0.8, "warmup_epochs": 20, "finetune": {"epochs": 2, "lr": 0.2}}`),
+		`"lr": 0.1}`, `"lr": 0.1, "lr_schedule": "cosine"}, "rounds": 3`, 1)
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	runRounds(t, c, 3)
+	vs, err := adm.Versions(ctx, "blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 4 {
+		t.Fatalf("%d versions, want 4", len(vs))
+	}
+	for _, v := range vs[1:] {
+		m := v.Metrics
+		factor := (1 + math.Cos(math.Pi*float64(v.Round-1)/3)) / 2
+		if math.Abs(m["train_lr"]-0.1*factor) > 1e-12 || math.Abs(m["finetune_lr"]-0.2*factor) > 1e-12 {
+			t.Fatalf("round %d: train_lr %v, finetune_lr %v; want %v and %v", v.Round, m["train_lr"], m["finetune_lr"], 0.1*factor, 0.2*factor)
+		}
 		if m["updates"] != 4 || !(m["train_pseudo_coverage"] > 0.5) || !(m["finetune_accuracy"] > 0.9) {
 			t.Fatalf("round %d metrics %v: want 4 updates, pseudo-label coverage > 0.5, fine-tuning accuracy > 0.9", v.Round, m)
 		}

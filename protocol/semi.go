@@ -16,6 +16,11 @@ type SemiParams struct {
 	LambdaU float64 `cbor:"2,keyasint,omitempty"`
 	// Ratio is unlabelled examples per labelled one in a step; ≥ 1.
 	Ratio uint32 `cbor:"3,keyasint,omitempty"`
+	// Static asks for SemiFL's static pseudo-labels: every unlabelled example is
+	// labelled once, before training, with the offered base model, not at every step
+	// with the model being trained. (An agent that predates it ignores the key and
+	// labels online.)
+	Static bool `cbor:"4,keyasint,omitempty"`
 }
 
 // validate checks the ranges.

@@ -19,6 +19,7 @@ func TestTaskOfferSemi(t *testing.T) {
 		{"absent", nil, ""},
 		{"fixmatch", &SemiParams{Threshold: 0.95, LambdaU: 1, Ratio: 7}, ""},
 		{"τ = 1", &SemiParams{Threshold: 1, LambdaU: 1, Ratio: 1}, ""},
+		{"static", &SemiParams{Threshold: 0.95, LambdaU: 1, Ratio: 7, Static: true}, ""},
 		{"τ = 0", &SemiParams{Threshold: 0, LambdaU: 1, Ratio: 7}, "Threshold"},
 		{"τ > 1", &SemiParams{Threshold: 1.01, LambdaU: 1, Ratio: 7}, "Threshold"},
 		{"τ NaN", &SemiParams{Threshold: math.NaN(), LambdaU: 1, Ratio: 7}, "Threshold"},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fedq/fedq/aggregation"
 	"github.com/fedq/fedq/coordinator/sim"
+	"github.com/fedq/fedq/coordinator/task"
 )
 
 func simCommand() *cli.Command {
@@ -28,6 +29,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.IntFlag{Name: "local-epochs", Value: 1, Usage: "local epochs per round (E)"},
 			&cli.IntFlag{Name: "batch", Value: 10, Usage: "local mini-batch size (B)"},
 			&cli.Float64Flag{Name: "lr", Value: 0.1, Usage: "local learning rate"},
+			&cli.StringFlag{Name: "lr-schedule", Value: "constant", Usage: "constant, or cosine: the learning rate (and a labels-at-coordinator task's fine-tuning rate) decays over --rounds along half a cosine, towards 0"},
 			&cli.Float64Flag{Name: "momentum", Usage: "local SGD momentum, in [0, 1) (0: plain SGD)"},
 			&cli.IntFlag{Name: "rounds", Value: 20, Usage: "rounds to run at most"},
 			&cli.Float64Flag{Name: "target-accuracy", Usage: "stop once a version reaches this test accuracy (e.g. 0.97)"},
@@ -48,6 +50,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.Float64Flag{Name: "dropout", Usage: "probability that a selected agent drops out of a round, at a random phase (with --secagg: of the key exchange too)"},
 			&cli.StringFlag{Name: "semi", Usage: "semi-supervised: labels-at-coordinator:N (the coordinator holds N labels, agents none) or labels-at-agents:K (K labels per class per agent)"},
 			&cli.Float64Flag{Name: "threshold", Value: 0.95, Usage: "semi-supervised: confidence τ a pseudo-label needs"},
+			&cli.StringFlag{Name: "pseudo-labels", Value: "online", Usage: "semi-supervised: online (FixMatch: at every local step, with the model being trained) or static (SemiFL: once a round, with the round's base model)"},
 			&cli.IntFlag{Name: "semi-warmup", Usage: "labels-at-coordinator: epochs on the labelled set before round 1 (0: the default, 30)"},
 			&cli.IntFlag{Name: "semi-finetune", Usage: "labels-at-coordinator: epochs on the labelled set after each aggregation (0: the default, 5)"},
 			&cli.Float64Flag{Name: "semi-finetune-lr", Usage: "labels-at-coordinator: learning rate of that training (0: the default, 0.05)"},
@@ -67,13 +70,13 @@ et al. (2017)'s 2NN on IID data:
 
 func runSim(c *cli.Context) error {
 	cfg := sim.Config{Agents: c.Int("agents"), Model: c.String("model"), Partition: c.String("partition"), Fraction: c.Float64("fraction"),
-		Epochs: c.Int("local-epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Momentum: c.Float64("momentum"), Rounds: c.Int("rounds"),
+		Epochs: c.Int("local-epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Momentum: c.Float64("momentum"), LRSchedule: c.String("lr-schedule"), Rounds: c.Int("rounds"),
 		Target: c.Float64("target-accuracy"), Seed: c.Uint64("seed"), MNISTDir: c.String("mnist-dir"),
 		Strategy: c.String("strategy"), Byzantine: c.Float64("byzantine"), Attack: c.String("attack"), AttackScale: c.Float64("attack-scale"),
 		DPClip: c.Float64("dp-clip"), DPNoise: c.Float64("dp-noise"), DPEpsilon: c.Float64("dp-epsilon"), DPDelta: c.Float64("dp-delta"), DPMode: c.String("dp-mode"), DPSampling: c.String("dp-sampling"),
 		DPPerLayer: c.Bool("dp-per-layer"), DPMinAgents: c.Int("dp-min-agents"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip"),
 		SecAgg: c.Bool("secagg"), Dropout: c.Float64("dropout"),
-		Semi: c.String("semi"), Threshold: c.Float64("threshold"), WarmupEpochs: c.Int("semi-warmup"), FineTuneEpochs: c.Int("semi-finetune"),
+		Semi: c.String("semi"), Threshold: c.Float64("threshold"), PseudoLabels: c.String("pseudo-labels"), WarmupEpochs: c.Int("semi-warmup"), FineTuneEpochs: c.Int("semi-finetune"),
 		FineTuneLR: c.Float64("semi-finetune-lr"), SemiBaseline: c.Bool("semi-baseline"), TrainDeadline: c.Duration("train-deadline")}
 	if cfg.Strategy == "help" {
 		fmt.Fprintln(c.App.Writer, "strategies (NAME:defaults — what it is):")
@@ -94,6 +97,12 @@ func runSim(c *cli.Context) error {
 	}
 	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
 		return usageError("need --agents, --rounds, --local-epochs, --batch ≥ 1, --lr > 0 and --fraction in (0, 1]")
+	}
+	if s := cfg.LRSchedule; s != task.ScheduleConstant && s != task.ScheduleCosine {
+		return usageError("--lr-schedule %q: want %s or %s", s, task.ScheduleConstant, task.ScheduleCosine)
+	}
+	if s := cfg.PseudoLabels; s != task.PseudoOnline && s != task.PseudoStatic {
+		return usageError("--pseudo-labels %q: want %s or %s", s, task.PseudoOnline, task.PseudoStatic)
 	}
 	if s := cfg.DPSampling; s != "poisson" && s != "fixed" {
 		return usageError("--dp-sampling %q: want poisson or fixed", s)

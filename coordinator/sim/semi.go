@@ -103,7 +103,7 @@ func labelledOnly(local *dataset.Dataset) *dataset.Dataset {
 
 // semiTask fills a task's semi-supervised section.
 func semiTask(ts *task.Spec, s *semiSetting, cfg Config) {
-	ts.Semi = &task.Semi{Mode: s.mode, Threshold: cfg.Threshold}
+	ts.Semi = &task.Semi{Mode: s.mode, Threshold: cfg.Threshold, PseudoLabels: cfg.PseudoLabels}
 	if s.mode == task.LabelsAtCoordinator {
 		ts.Semi.Labelled = labelledName
 		ts.Semi.WarmupEpochs = cfg.WarmupEpochs
@@ -116,10 +116,12 @@ const labelledName = "mnist-labelled"
 
 // supervised is the baseline of labels-at-coordinator: the model trained on the
 // coordinator's labelled examples alone, with the coordinator's own recipe (warm-up
-// epochs, then fine-tuning epochs per "round", the same augmentation and optimizer),
-// scored on the test set after each block of epochs as a round would be.
+// epochs, then fine-tuning epochs per "round", the same augmentation, optimizer and
+// learning-rate schedule), scored on the test set after each block of epochs as a round
+// would be.
 func supervised(ctx context.Context, cfg Config, spec compute.Spec, labelled, test *dataset.Dataset, res *Result) error {
-	ts := task.Spec{Name: "baseline", Model: []byte(`"2nn"`), Dataset: "x", Train: task.Train{Epochs: 1, Batch: cfg.Batch, LR: cfg.LR}, Fraction: 1}
+	ts := task.Spec{Name: "baseline", Model: []byte(`"2nn"`), Dataset: "x", Train: task.Train{Epochs: 1, Batch: cfg.Batch, LR: cfg.LR, LRSchedule: cfg.LRSchedule},
+		Rounds: cfg.Rounds, Fraction: 1}
 	semiTask(&ts, &semiSetting{mode: task.LabelsAtCoordinator}, cfg)
 	if err := ts.Normalize(); err != nil {
 		return err
@@ -132,11 +134,12 @@ func supervised(ctx context.Context, cfg Config, spec compute.Spec, labelled, te
 	res.Params = m.NumParams()
 	last := time.Now()
 	for round := 0; round <= cfg.Rounds; round++ {
-		epochs, seed := s.WarmupEpochs, cfg.Seed
+		epochs, seed, lr := s.WarmupEpochs, cfg.Seed, s.FineTune.LR
 		if round > 0 {
 			epochs, seed = s.FineTune.Epochs, cfg.Seed^uint64(round)<<20
+			lr = ts.Train.ScaleLR(lr, uint64(round), ts.Rounds)
 		}
-		opt, err := compute.NewSGD(m, s.FineTune.LR, s.FineTune.Momentum, 0, false) // as the coordinator: anew each time
+		opt, err := compute.NewSGD(m, lr, s.FineTune.Momentum, 0, false) // as the coordinator: anew each time
 		if err != nil {
 			return err
 		}

@@ -48,7 +48,10 @@ type Config struct {
 	LR        float64
 	// Momentum is the agents' local SGD momentum (0: plain SGD).
 	Momentum float64
-	Rounds   int
+	// LRSchedule is the task's learning-rate schedule over its Rounds (see
+	// task.Train.LRSchedule; empty: constant).
+	LRSchedule string
+	Rounds     int
 	// Target, when positive, stops the simulation once a version reaches this test
 	// accuracy.
 	Target float64
@@ -99,6 +102,9 @@ type Config struct {
 	Semi string
 	// Threshold is the pseudo-labels' confidence threshold τ (0: the default, 0.95).
 	Threshold float64
+	// PseudoLabels is when agents make pseudo-labels (task.Semi.PseudoLabels; empty:
+	// online).
+	PseudoLabels string
 	// WarmupEpochs, FineTuneEpochs and FineTuneLR set the coordinator's training on its
 	// labelled set (labels-at-coordinator; 0: the task's defaults).
 	WarmupEpochs, FineTuneEpochs int
@@ -463,7 +469,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	ts := task.Spec{Name: "sim", Model: model, Dataset: "mnist", Seed: cfg.Seed,
-		Train:    task.Train{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum},
+		Train:    task.Train{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum, LRSchedule: cfg.LRSchedule},
 		Strategy: task.Strategy{Name: strategy, Params: params},
 		Rounds:   cfg.Rounds,
 		Fraction: cfg.Fraction, OverSelect: 1,

@@ -37,6 +37,11 @@ type Semi struct {
 	LambdaU float64 `json:"lambda_u,omitempty"`
 	// Ratio is unlabelled examples per labelled one in a local step (default 7).
 	Ratio int `json:"ratio,omitempty"`
+	// PseudoLabels is when agents make their pseudo-labels: "online" (the default), at
+	// every step with the model being trained, as FixMatch; or "static", once per round
+	// with the base model before training, as SemiFL — a local model that drifts cannot
+	// then confirm its own mistakes within the round.
+	PseudoLabels string `json:"pseudo_labels,omitempty"`
 	// Labelled, for LabelsAtCoordinator, names the coordinator's labelled dataset
 	// (`fedq coordinator run --data NAME=PATH`).
 	Labelled string `json:"labelled,omitempty"`
@@ -68,6 +73,12 @@ const (
 	DefaultFineTuneLR   = 0.05
 )
 
+// When agents make pseudo-labels (Semi.PseudoLabels).
+const (
+	PseudoOnline = "online"
+	PseudoStatic = "static"
+)
+
 // normalize fills the defaults and checks the fields against the rest of the spec.
 func (m *Semi) normalize(s *Spec) error {
 	switch m.Mode {
@@ -94,6 +105,13 @@ func (m *Semi) normalize(s *Spec) error {
 	}
 	if m.Ratio < 1 || m.Ratio > 1000 {
 		return bad("semi.ratio", "must be in [1, 1000], got %d", m.Ratio)
+	}
+	switch m.PseudoLabels {
+	case "":
+		m.PseudoLabels = PseudoOnline
+	case PseudoOnline, PseudoStatic:
+	default:
+		return bad("semi.pseudo_labels", "%q: want %s or %s", m.PseudoLabels, PseudoOnline, PseudoStatic)
 	}
 	if p := s.Privacy; p != nil && p.Mode == Record {
 		return bad("semi", "record-level DP (DP-SGD in each agent) is not supported with pseudo-labels; use privacy mode %q", Central)

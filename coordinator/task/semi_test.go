@@ -14,6 +14,8 @@ func TestSemiSpec(t *testing.T) {
 		{"coordinator defaults", `{"mode":"labels-at-coordinator","labelled":"mnist-600"}`, "", ""},
 		{"agents defaults", `{"mode":"labels-at-agents"}`, "", ""},
 		{"agents with threshold", `{"mode":"labels-at-agents","threshold":0.8,"ratio":3,"lambda_u":2}`, "", ""},
+		{"static pseudo-labels", `{"mode":"labels-at-coordinator","labelled":"x","pseudo_labels":"static"}`, "", ""},
+		{"unknown pseudo-labels", `{"mode":"labels-at-coordinator","labelled":"x","pseudo_labels":"later"}`, "semi.pseudo_labels", ""},
 		{"central DP", `{"mode":"labels-at-agents"}`, "", `,"rounds":10,"privacy":{"mode":"central","clip":1,"epsilon":4,"delta":1e-5}`},
 		{"no mode", `{}`, "semi.mode", ""},
 		{"unknown mode", `{"mode":"labels-everywhere"}`, "semi.mode", ""},
@@ -38,7 +40,7 @@ func TestSemiSpec(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if s.Semi.Threshold <= 0 || s.Semi.LambdaU <= 0 || s.Semi.Ratio < 1 {
+				if s.Semi.Threshold <= 0 || s.Semi.LambdaU <= 0 || s.Semi.Ratio < 1 || s.Semi.PseudoLabels == "" {
 					t.Fatalf("defaults not filled: %+v", s.Semi)
 				}
 				if s.Semi.Mode == LabelsAtCoordinator && (s.Semi.WarmupEpochs != DefaultWarmupEpochs || s.Semi.FineTune.Batch != 10 || s.Semi.FineTune.Epochs != DefaultFineTune) {

@@ -66,6 +66,42 @@ type Train struct {
 	Optimizer   string  `json:"optimizer,omitempty"` // sgd (default) or adam
 	Momentum    float64 `json:"momentum,omitempty"`
 	WeightDecay float64 `json:"weight_decay,omitempty"`
+	// LRSchedule changes LR from round to round: "constant" (the default) or "cosine",
+	// which decays it along half a cosine from LR in round 1 towards LRFinal, reached
+	// just after round Spec.Rounds and held after. A labels-at-coordinator task's
+	// fine-tuning follows the same curve, scaled to its own rate.
+	LRSchedule string `json:"lr_schedule,omitempty"`
+	// LRFinal is where the cosine schedule ends (default 0).
+	LRFinal float64 `json:"lr_final,omitempty"`
+}
+
+// LR schedules.
+const (
+	ScheduleConstant = "constant"
+	ScheduleCosine   = "cosine"
+)
+
+// LRAt is the local learning rate of round (numbered from 1) of a task of rounds
+// rounds.
+func (t Train) LRAt(round uint64, rounds int) float64 {
+	return t.LRFinal + (t.LR-t.LRFinal)*t.scheduleFactor(round, rounds)
+}
+
+// scheduleFactor is the share of the way from LRFinal to LR a round stands at: 1 for a
+// constant schedule, (1+cos(π·(round−1)/rounds))/2 for a cosine one (0 after the last
+// round).
+func (t Train) scheduleFactor(round uint64, rounds int) float64 {
+	if t.LRSchedule != ScheduleCosine || rounds < 1 || round <= 1 {
+		return 1
+	}
+	done := min(round-1, uint64(rounds))
+	return (1 + math.Cos(math.Pi*float64(done)/float64(rounds))) / 2
+}
+
+// ScaleLR scales a learning rate lr that belongs to round 1 (the fine-tuning's) by the
+// schedule: lr·LRAt(round)/LR.
+func (t Train) ScaleLR(lr float64, round uint64, rounds int) float64 {
+	return lr * t.LRAt(round, rounds) / t.LR
 }
 
 // Strategy names an aggregation strategy and its parameters.
@@ -189,6 +225,21 @@ func (s *Spec) Normalize() error {
 		return bad("train.momentum", "must be in [0, 1), got %v", t.Momentum)
 	case t.WeightDecay < 0:
 		return bad("train.weight_decay", "must not be negative, got %v", t.WeightDecay)
+	}
+	switch t.LRSchedule {
+	case "":
+		t.LRSchedule = ScheduleConstant
+	case ScheduleConstant, ScheduleCosine:
+	default:
+		return bad("train.lr_schedule", "%q: want %s or %s", t.LRSchedule, ScheduleConstant, ScheduleCosine)
+	}
+	switch {
+	case t.LRSchedule == ScheduleConstant && t.LRFinal != 0:
+		return bad("train.lr_final", "belongs to lr_schedule %q", ScheduleCosine)
+	case !(t.LRFinal >= 0 && t.LRFinal <= t.LR):
+		return bad("train.lr_final", "must be in [0, lr = %v], got %v", t.LR, t.LRFinal)
+	case t.LRSchedule == ScheduleCosine && s.Rounds < 1:
+		return bad("rounds", "lr_schedule %q decays over the task's rounds: set rounds", ScheduleCosine)
 	}
 	switch t.Optimizer {
 	case "":

@@ -42,6 +42,48 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestLRSchedule checks the learning rate round by round: constant by default; cosine
+// from lr in round 1 down to lr_final just after the last round, and held there.
+func TestLRSchedule(t *testing.T) {
+	constant := Train{LR: 0.1, LRSchedule: ScheduleConstant}
+	cosine := Train{LR: 0.1, LRSchedule: ScheduleCosine}
+	toFinal := Train{LR: 0.1, LRSchedule: ScheduleCosine, LRFinal: 0.02}
+	for _, tc := range []struct {
+		name  string
+		t     Train
+		round uint64
+		want  float64
+	}{
+		{"constant, round 1", constant, 1, 0.1},
+		{"constant, after the last", constant, 50, 0.1},
+		{"cosine, round 1", cosine, 1, 0.1},
+		{"cosine, round 2", cosine, 2, 0.1 * (1 + math.Cos(math.Pi/10)) / 2},
+		{"cosine, halfway", cosine, 6, 0.05},
+		{"cosine, last round", cosine, 10, 0.1 * (1 + math.Cos(math.Pi*9/10)) / 2},
+		{"cosine, after the last", cosine, 11, 0},
+		{"cosine, long after", cosine, 1000, 0},
+		{"to lr_final, halfway", toFinal, 6, 0.06},
+		{"to lr_final, after the last", toFinal, 12, 0.02},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.t.LRAt(tc.round, 10); math.Abs(got-tc.want) > 1e-15 {
+				t.Fatalf("LRAt(%d, 10) = %v, want %v", tc.round, got, tc.want)
+			}
+			// The fine-tuning's rate follows the same curve, scaled.
+			if got, want := tc.t.ScaleLR(0.05, tc.round, 10), 0.05*tc.want/0.1; math.Abs(got-want) > 1e-15 {
+				t.Fatalf("ScaleLR(0.05, %d, 10) = %v, want %v", tc.round, got, want)
+			}
+		})
+	}
+	s, err := Parse([]byte(`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1,"lr_schedule":"cosine"},"fraction":0.1,"rounds":20}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Train.LRAt(11, s.Rounds); math.Abs(got-0.05) > 1e-15 {
+		t.Fatalf("a parsed spec's round 11 of 20: lr %v, want 0.05", got)
+	}
+}
+
 // TestStrategyDefaults checks that a spec's strategy is stored canonical, with its
 // parameters' defaults, and that Krum raises the quorum to what it needs.
 func TestStrategyDefaults(t *testing.T) {
@@ -101,6 +143,10 @@ func TestParseErrors(t *testing.T) {
 		{`{"name":"a",` + dpBase + `,"secure_aggregation":true,"privacy":{"mode":"distributed","clip":1,"epsilon":4,"delta":1e-5,"min_agents":5,"bits":40}}`, "privacy.bits"},
 		{`{"name":"a",` + dpBase + `,"privacy":{"mode":"central","clip":1,"epsilon":4,"delta":1e-5,"min_agents":5}}`, "are for mode \"distributed\""},
 		{`{"name":"a",` + base + `,"rounds":"many"}`, "rounds"},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1,"lr_schedule":"step"},"agents_per_round":5,"rounds":10}`, "train.lr_schedule"},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1,"lr_schedule":"cosine"},"agents_per_round":5}`, "rounds: lr_schedule \"cosine\""},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1,"lr_final":0.01},"agents_per_round":5,"rounds":10}`, "train.lr_final: belongs to"},
+		{`{"name":"a","model":"2nn","dataset":"mnist","train":{"epochs":1,"batch":10,"lr":0.1,"lr_schedule":"cosine","lr_final":0.2},"agents_per_round":5,"rounds":10}`, "train.lr_final: must be in [0, lr"},
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.spec))
