@@ -218,14 +218,9 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 				}
 				z := m.Forward(xw, len(ui), false)
 				for j, i := range ui {
-					p, c := topProb(z[j*k : (j+1)*k])
-					res.Unlabelled++
-					if p < s.Threshold {
+					c, ok := res.judge(z[j*k:(j+1)*k], i, s)
+					if !ok {
 						continue
-					}
-					res.Kept++
-					if s.Truth != nil && s.Truth[i] == int32(c) {
-						res.Correct++
 					}
 					aug.Apply(AugmentStrong, x[n*ss:], d.X[i*ss:], cfg.Seed^0xd1b54a32d192ed03, tag|uint64(i))
 					y[n], w[n] = int32(c), float32(s.LambdaU/float64(len(ui)))
@@ -299,20 +294,28 @@ func pseudoLabel(ctx context.Context, m *Model[float32], d *dataset.Dataset, idx
 		}
 		z := m.Forward(x[:len(part)*ss], len(part), false)
 		for j, i := range part {
-			p, c := topProb(z[j*k : (j+1)*k])
-			res.Unlabelled++
-			if p < s.Threshold {
-				continue
+			if c, ok := res.judge(z[j*k:(j+1)*k], i, s); ok {
+				labels[i] = int32(c)
+				kept = append(kept, i)
 			}
-			res.Kept++
-			if s.Truth != nil && s.Truth[i] == int32(c) {
-				res.Correct++
-			}
-			labels[i] = int32(c)
-			kept = append(kept, i)
 		}
 	}
 	return kept, labels, nil
+}
+
+// judge pseudo-labels sample i from its logits z, counting it in res: it returns the
+// class and whether its probability reaches τ.
+func (res *SemiResult) judge(z []float32, i int, s Semi) (int, bool) {
+	p, c := topProb(z)
+	res.Unlabelled++
+	if p < s.Threshold {
+		return c, false
+	}
+	res.Kept++
+	if s.Truth != nil && s.Truth[i] == int32(c) {
+		res.Correct++
+	}
+	return c, true
 }
 
 // topProb returns the largest softmax probability of logits z and its class.

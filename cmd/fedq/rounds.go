@@ -49,7 +49,8 @@ func taskCommand() *cli.Command {
    name              1-64 letters, digits, '.', '-', '_'
    model             "2nn", "cnn", or a model spec object {"input": [...], "classes": N, "layers": [...]}
    dataset           the name agents give their data (fedq agent run --data NAME=SOURCE)
-   train             {"epochs" | "local_steps", "batch", "lr", "optimizer": sgd|adam, "momentum", "weight_decay"}
+   train             {"epochs" | "local_steps", "batch", "lr", "optimizer": sgd|adam, "momentum", "weight_decay",
+                     "lr_schedule": constant|cosine (lr decays over "rounds" towards "lr_final", 0)}
    strategy          {"name": "fedavg"} (default), or e.g. {"name": "fedadam", "params": {"eta": 0.003}}:
                      fedavg, fedavgm, fedprox, fedadagrad, fedadam, fedyogi, median,
                      trimmed_mean, krum, multikrum (fedq sim --strategy help: parameters)
@@ -62,7 +63,8 @@ func taskCommand() *cli.Command {
    semi              semi-supervised (FixMatch in the agents): {"mode": "labels-at-agents"} or
                      {"mode": "labels-at-coordinator", "labelled": NAME} (a set given to
                      fedq coordinator run --data NAME=SOURCE), with "threshold" (τ, 0.95),
-                     "lambda_u" (1), "ratio" (7), and for labels at the coordinator
+                     "lambda_u" (1), "ratio" (7), "pseudo_labels": online|static (once a round,
+                     with the base model: SemiFL), and for labels at the coordinator
                      "warmup_epochs" (30) and "finetune": {"epochs": 5, "batch", "lr": 0.05, "momentum"}
    privacy           differential privacy: {"mode": "central"|"distributed"|"record", "clip", "epsilon",
                      "delta", "noise_multiplier", "per_layer", "adaptive_clip", "min_records",

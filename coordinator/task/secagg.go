@@ -60,12 +60,8 @@ func (s *Spec) normalizeSecAgg() error {
 	if p := s.Privacy; p != nil && p.Mode == Central {
 		return bad("privacy.mode", "central DP clips each update at the coordinator, which secure aggregation hides: use mode record (DP-SGD in each agent)")
 	}
-	switch a.Graph {
-	case "":
-		a.Graph = "auto"
-	case "auto", "complete":
-	default:
-		return bad("secagg.graph", "%q: want auto or complete", a.Graph)
+	if err := oneOf("secagg.graph", &a.Graph, "auto", "complete"); err != nil {
+		return err
 	}
 	if a.Dropout == 0 {
 		a.Dropout = secagg.DefaultDropout

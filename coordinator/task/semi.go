@@ -106,12 +106,8 @@ func (m *Semi) normalize(s *Spec) error {
 	if m.Ratio < 1 || m.Ratio > 1000 {
 		return bad("semi.ratio", "must be in [1, 1000], got %d", m.Ratio)
 	}
-	switch m.PseudoLabels {
-	case "":
-		m.PseudoLabels = PseudoOnline
-	case PseudoOnline, PseudoStatic:
-	default:
-		return bad("semi.pseudo_labels", "%q: want %s or %s", m.PseudoLabels, PseudoOnline, PseudoStatic)
+	if err := oneOf("semi.pseudo_labels", &m.PseudoLabels, PseudoOnline, PseudoStatic); err != nil {
+		return err
 	}
 	if p := s.Privacy; p != nil && p.Mode == Record {
 		return bad("semi", "record-level DP (DP-SGD in each agent) is not supported with pseudo-labels; use privacy mode %q", Central)

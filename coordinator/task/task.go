@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,6 +160,18 @@ func bad(field, format string, a ...any) error {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)}
 }
 
+// oneOf checks that the field's value *v is one of choices, setting it to the first (the
+// default) when empty.
+func oneOf(field string, v *string, choices ...string) error {
+	switch {
+	case *v == "":
+		*v = choices[0]
+	case !slices.Contains(choices, *v):
+		return bad(field, "%q: want %s", *v, strings.Join(choices, " or "))
+	}
+	return nil
+}
+
 // Parse decodes a JSON spec strictly (unknown fields are errors), fills defaults and
 // validates it.
 func Parse(data []byte) (*Spec, error) {
@@ -226,12 +239,8 @@ func (s *Spec) Normalize() error {
 	case t.WeightDecay < 0:
 		return bad("train.weight_decay", "must not be negative, got %v", t.WeightDecay)
 	}
-	switch t.LRSchedule {
-	case "":
-		t.LRSchedule = ScheduleConstant
-	case ScheduleConstant, ScheduleCosine:
-	default:
-		return bad("train.lr_schedule", "%q: want %s or %s", t.LRSchedule, ScheduleConstant, ScheduleCosine)
+	if err := oneOf("train.lr_schedule", &t.LRSchedule, ScheduleConstant, ScheduleCosine); err != nil {
+		return err
 	}
 	switch {
 	case t.LRSchedule == ScheduleConstant && t.LRFinal != 0:
@@ -241,12 +250,8 @@ func (s *Spec) Normalize() error {
 	case t.LRSchedule == ScheduleCosine && s.Rounds < 1:
 		return bad("rounds", "lr_schedule %q decays over the task's rounds: set rounds", ScheduleCosine)
 	}
-	switch t.Optimizer {
-	case "":
-		t.Optimizer = "sgd"
-	case "sgd", "adam":
-	default:
-		return bad("train.optimizer", "%q: want sgd or adam", t.Optimizer)
+	if err := oneOf("train.optimizer", &t.Optimizer, "sgd", "adam"); err != nil {
+		return err
 	}
 	name, params, err := aggregation.Resolve(s.Strategy.Name, s.Strategy.Params)
 	if err != nil {
