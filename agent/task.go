@@ -400,10 +400,9 @@ func (d *Daemon) offer(ctx context.Context, o *protocol.TaskOffer, send func(pro
 	}
 	var adv *protocol.SecAggAdvertise
 	if o.SecAgg != nil {
-		m, err := d.models.take(spec, d.cfg.Threads)
+		n, err := spec.NumParams()
 		if err == nil {
-			d.models.put(spec, m)
-			adv, err = d.startSecure(o, m.NumParams())
+			adv, err = d.startSecure(o, n)
 		}
 		if err != nil {
 			d.tasks.done(o.TaskID)

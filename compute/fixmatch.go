@@ -70,8 +70,8 @@ func (s *Semi) Check() error {
 type SemiResult struct {
 	TrainResult
 	// Unlabelled counts the unlabelled samples pseudo-labelled (in all epochs; once
-	// with Semi.Static); Kept those at or above the threshold; Correct those kept whose pseudo-label equals
-	// Semi.Truth (0 without it).
+	// with Semi.Static); Kept those at or above the threshold; Correct those kept
+	// whose pseudo-label equals Semi.Truth (0 without it).
 	Unlabelled, Kept, Correct int
 }
 

@@ -57,26 +57,7 @@ func New[T Float](spec Spec, opt Options) (*Model[T], error) {
 	}
 	m := &Model[T]{spec: spec, eng: eng, inSize: prod(spec.Input)}
 	// Lay out the parameters first so the flat vectors are allocated once.
-	type pdef struct {
-		name  string
-		shape []int
-		fanIn int
-	}
-	var defs []pdef
-	for _, pl := range plan {
-		switch pl.Type {
-		case LayerDense:
-			in := prod(pl.in)
-			defs = append(defs, pdef{pl.Name + ".weight", []int{pl.Out, in}, in}, pdef{pl.Name + ".bias", []int{pl.Out}, in})
-		case LayerConv2D:
-			fan := pl.in[0] * pl.Kernel * pl.Kernel
-			defs = append(defs, pdef{pl.Name + ".weight", []int{pl.Out, pl.in[0], pl.Kernel, pl.Kernel}, fan}, pdef{pl.Name + ".bias", []int{pl.Out}, fan})
-		}
-	}
-	total := 0
-	for _, d := range defs {
-		total += prod(d.shape)
-	}
+	defs, total := paramDefs(plan)
 	m.values = make([]T, total)
 	if !opt.Inference {
 		m.grads = make([]T, total)
@@ -166,6 +147,34 @@ func (m *Model[T]) SetValues(v []T) error {
 	}
 	copy(m.values, v)
 	return nil
+}
+
+// paramDef is one parameter tensor of a planned model.
+type paramDef struct {
+	name  string
+	shape []int
+	fanIn int
+}
+
+// paramDefs lists the parameter tensors of a planned model, in order, and their total
+// number of values.
+func paramDefs(plan []plannedLayer) ([]paramDef, int) {
+	var defs []paramDef
+	for _, pl := range plan {
+		switch pl.Type {
+		case LayerDense:
+			in := prod(pl.in)
+			defs = append(defs, paramDef{pl.Name + ".weight", []int{pl.Out, in}, in}, paramDef{pl.Name + ".bias", []int{pl.Out}, in})
+		case LayerConv2D:
+			fan := pl.in[0] * pl.Kernel * pl.Kernel
+			defs = append(defs, paramDef{pl.Name + ".weight", []int{pl.Out, pl.in[0], pl.Kernel, pl.Kernel}, fan}, paramDef{pl.Name + ".bias", []int{pl.Out}, fan})
+		}
+	}
+	total := 0
+	for _, d := range defs {
+		total += prod(d.shape)
+	}
+	return defs, total
 }
 
 // Backend describes the kernels the model runs on, e.g. "cpu avx512-12x32, 1 thread".

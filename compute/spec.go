@@ -171,6 +171,17 @@ type plannedLayer struct {
 	in, out []int
 }
 
+// NumParams is the number of parameter values a model of this spec has, without
+// building one.
+func (s Spec) NumParams() (int, error) {
+	plan, err := s.plan()
+	if err != nil {
+		return 0, err
+	}
+	_, n := paramDefs(plan)
+	return n, nil
+}
+
 // Validate checks the spec and reports the first problem, naming the layer and field.
 func (s Spec) Validate() error {
 	_, err := s.plan()

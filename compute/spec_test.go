@@ -20,6 +20,10 @@ func TestBuiltinParameterCounts(t *testing.T) {
 		if m.NumParams() != c.count {
 			t.Errorf("%s has %d parameters, want %d (McMahan et al. 2017; Papernot et al. 2021)", c.name, m.NumParams(), c.count)
 		}
+		// The spec counts them without building the model.
+		if n, err := spec.NumParams(); err != nil || n != c.count {
+			t.Errorf("%s: Spec.NumParams() = %d, %v; want %d", c.name, n, err, c.count)
+		}
 	}
 }
 
