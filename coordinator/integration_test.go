@@ -131,6 +131,20 @@ func (c *cluster) admin() *coordinator.AdminClient {
 	return cl
 }
 
+// blobsVersions returns the task blobs' versions, failing the test unless there are
+// want of them.
+func blobsVersions(t testing.TB, adm *coordinator.AdminClient, want int) []store.Version {
+	t.Helper()
+	vs, err := adm.Versions(context.Background(), "blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != want {
+		t.Fatalf("%d versions, want %d", len(vs), want)
+	}
+	return vs
+}
+
 // runningAgent is a daemon under test.
 type runningAgent struct {
 	d      *agent.Daemon

@@ -95,13 +95,7 @@ func TestRoundsEndToEnd(t *testing.T) {
 		ts, err := adm.Tasks(ctx)
 		return err == nil && len(ts) == 1 && ts[0].Status == "done"
 	}, "three rounds")
-	vs, err := adm.Versions(ctx, "blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) != 4 {
-		t.Fatalf("%d versions, want 4", len(vs))
-	}
+	vs := blobsVersions(t, adm, 4)
 	for i, v := range vs {
 		if v.Number != v0.Number+uint64(i) || (i > 0 && (v.Parent != vs[i-1].Number || v.Round != uint64(i))) {
 			t.Fatalf("version %d: %+v", i, v)

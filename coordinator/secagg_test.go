@@ -77,13 +77,7 @@ func TestSecureRounds(t *testing.T) {
 		ts, err := adm.Tasks(ctx)
 		return err == nil && len(ts) == 1 && ts[0].Status == "done"
 	}, "three secure rounds")
-	vs, err := adm.Versions(ctx, "blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) != 4 {
-		t.Fatalf("%d versions, want 4", len(vs))
-	}
+	vs := blobsVersions(t, adm, 4)
 	mu.Lock()
 	defer mu.Unlock()
 	if plain != 0 {
@@ -200,13 +194,7 @@ func TestSecureRoundSurvivesRestart(t *testing.T) {
 		ts, err := adm.Tasks(ctx)
 		return err == nil && len(ts) == 1 && ts[0].Status == "done"
 	}, "two secure rounds after the restart")
-	vs, err := adm.Versions(ctx, "blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) != 3 {
-		t.Fatalf("%d versions, want 3", len(vs))
-	}
+	vs := blobsVersions(t, adm, 3)
 	for i, v := range vs[1:] {
 		// A round may start as soon as a quorum (3) of agents is back.
 		if v.Round != uint64(i+1) || v.Parent != vs[i].Number || v.Metrics["updates"] < 3 {

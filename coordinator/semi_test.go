@@ -29,6 +29,17 @@ func semiTask(semi string) string {
   "deadlines": {"configure": "5s", "train": "20s"}, "seed": 3, "semi": ` + semi + `}`
 }
 
+// labelsAtCoordinator is a cluster whose coordinator holds the labelled set
+// blobs-labelled, with four agents holding only unlabelled blobs.
+func labelsAtCoordinator(t *testing.T) *cluster {
+	t.Helper()
+	c := newClusterWith(t, func(c *cluster) { c.labelled = map[string]*dataset.Dataset{"blobs-labelled": blobs(64, 99)} })
+	for i := range 4 {
+		trainingAgent(t, c, fmt.Sprintf("site-%d", i), hidden(blobs(200, uint64(i))))
+	}
+	return c
+}
+
 // runRounds starts n rounds of the task blobs and waits for them.
 func runRounds(t *testing.T, c *cluster, n int) {
 	t.Helper()
@@ -61,13 +72,7 @@ func TestSemiMixedRound(t *testing.T) {
 		t.Fatal(err)
 	}
 	runRounds(t, c, 2)
-	vs, err := adm.Versions(ctx, "blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) != 3 {
-		t.Fatalf("%d versions, want 3", len(vs))
-	}
+	vs := blobsVersions(t, adm, 3)
 	for _, v := range vs[1:] {
 		cov, ok := v.Metrics["train_pseudo_coverage"]
 		if v.Metrics["updates"] != 4 || !ok || !(cov > 0 && cov <= 1) {
@@ -83,10 +88,7 @@ func TestSemiMixedRound(t *testing.T) {
 // initial model on its labelled set and fine-tunes every aggregate on it. A task naming
 // a labelled set the coordinator does not hold is refused when submitted.
 func TestSemiLabelsAtCoordinator(t *testing.T) {
-	c := newClusterWith(t, func(c *cluster) { c.labelled = map[string]*dataset.Dataset{"blobs-labelled": blobs(64, 99)} })
-	for i := range 4 {
-		trainingAgent(t, c, fmt.Sprintf("site-%d", i), hidden(blobs(200, uint64(i))))
-	}
+	c := labelsAtCoordinator(t)
 	ctx := context.Background()
 	adm := c.admin()
 	_, err := adm.SubmitTask(ctx, json.RawMessage(semiTask(`{"mode": "labels-at-coordinator", "labelled": "elsewhere"}`)))
@@ -121,10 +123,7 @@ func TestSemiLabelsAtCoordinator(t *testing.T) {
 // with the base model and train, and each version records the rate its agents were
 // given and the fine-tuning's, both on the schedule.
 func TestSemiStaticCosine(t *testing.T) {
-	c := newClusterWith(t, func(c *cluster) { c.labelled = map[string]*dataset.Dataset{"blobs-labelled": blobs(64, 99)} })
-	for i := range 4 {
-		trainingAgent(t, c, fmt.Sprintf("site-%d", i), hidden(blobs(200, uint64(i))))
-	}
+	c := labelsAtCoordinator(t)
 	ctx := context.Background()
 	adm := c.admin()
 	spec := strings.Replace(semiTask(`{"mode": "labels-at-coordinator", "labelled": "blobs-labelled", "pseudo_labels": "static",
@@ -134,13 +133,7 @@ func TestSemiStaticCosine(t *testing.T) {
 		t.Fatal(err)
 	}
 	runRounds(t, c, 3)
-	vs, err := adm.Versions(ctx, "blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) != 4 {
-		t.Fatalf("%d versions, want 4", len(vs))
-	}
+	vs := blobsVersions(t, adm, 4)
 	for _, v := range vs[1:] {
 		m := v.Metrics
 		factor := (1 + math.Cos(math.Pi*float64(v.Round-1)/3)) / 2
