@@ -41,6 +41,9 @@ type Semi struct {
 	// confirm its own mistakes within the round. With none kept and no labelled sample
 	// there is nothing to train on, and the model is left as it came (a zero update).
 	Static bool
+	// Plain trains on labelled samples as they are, instead of on weakly augmented
+	// views (a plain supervised baseline).
+	Plain bool
 	// Truth, when set, holds the true labels of the dataset's samples (len = its length):
 	// in simulation it scores the pseudo-labels. Training never reads it otherwise.
 	Truth []int32
@@ -183,6 +186,10 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 	y := make([]int32, nl+nu)
 	w := make([]float32, nl+nu)
 	var li, ui []int
+	labView := AugmentWeak
+	if s.Plain {
+		labView = AugmentNone
+	}
 	start := time.Now()
 	for e := range cfg.Epochs {
 		if pseudo != nil {
@@ -202,7 +209,7 @@ func TrainSemi(ctx context.Context, m *Model[float32], opt Optimizer[float32], d
 			li, ui = labC.take(li[:0], nl), unlC.take(ui[:0], nu)
 			n := len(li)
 			for j, i := range li {
-				aug.Apply(AugmentWeak, x[j*ss:], d.X[i*ss:], cfg.Seed, tag|uint64(i))
+				aug.Apply(labView, x[j*ss:], d.X[i*ss:], cfg.Seed, tag|uint64(i))
 				y[j], w[j] = d.Y[i], 1/float32(len(li))
 			}
 			kept := 0

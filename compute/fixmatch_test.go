@@ -332,3 +332,42 @@ func BenchmarkTrainStepPerSample(b *testing.B) {
 		})
 	}
 }
+
+// TestFixMatchPlain: with Plain, labelled samples are trained on as they are — a
+// full-batch epoch is exactly supervised training's step — and without it on weak views.
+func TestFixMatchPlain(t *testing.T) {
+	train, _ := loadMNIST(t)
+	d := train.Subset(dataset.Shuffle(train.Len(), 5)[:20])
+	spec, _ := BuiltinSpec("2nn")
+	run := func(semi *Semi) []float32 {
+		t.Helper()
+		m, _ := New[float32](spec, Options{Seed: 9})
+		opt, _ := NewSGD(m, 0.1, 0, 0, false)
+		cfg := TrainConfig{Epochs: 1, Batch: d.Len(), Seed: 4}
+		var err error
+		if semi == nil {
+			_, err = Train(context.Background(), m, opt, d, cfg)
+		} else {
+			_, err = TrainSemi(context.Background(), m, opt, d, cfg, *semi)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(m.Values())
+	}
+	maxDiff := func(a, b []float32) (d float64) {
+		for i := range a {
+			d = max(d, math.Abs(float64(a[i]-b[i])))
+		}
+		return d
+	}
+	supervised := run(nil)
+	plain := run(&Semi{Threshold: 0.95, LambdaU: 1, Ratio: 7, Plain: true})
+	weak := run(&Semi{Threshold: 0.95, LambdaU: 1, Ratio: 7})
+	if d := maxDiff(plain, supervised); d > 1e-5 {
+		t.Fatalf("plain FixMatch step differs from the supervised one by %g", d)
+	}
+	if d := maxDiff(weak, supervised); d < 1e-4 {
+		t.Fatalf("weak views train like the plain images (largest difference %g)", d)
+	}
+}

@@ -71,7 +71,7 @@ func (r *rounds) labelledSet(tm *taskModel) (*semiModel, error) {
 }
 
 // trainLabelled trains weights in place on the task's labelled set for epochs epochs
-// (weak augmentation, SGD at rate lr with the fine-tuning's momentum and batch) and
+// (weak augmentation unless the task says none, SGD at rate lr with the fine-tuning's momentum and batch) and
 // returns the training metrics; nothing for tasks without labels at the coordinator.
 func (r *rounds) trainLabelled(tm *taskModel, weights []float32, epochs int, lr float64, seed uint64) (map[string]float64, error) {
 	sm, err := r.labelledSet(tm)
@@ -88,7 +88,7 @@ func (r *rounds) trainLabelled(tm *taskModel, weights []float32, epochs int, lr 
 	}
 	res, err := compute.TrainSemi(context.Background(), sm.m, opt, sm.data,
 		compute.TrainConfig{Epochs: epochs, Batch: s.FineTune.Batch, Seed: seed},
-		compute.Semi{Threshold: s.Threshold, LambdaU: s.LambdaU, Ratio: s.Ratio})
+		s.FineTuneSemi())
 	if err != nil {
 		return nil, fmt.Errorf("train on the coordinator's labelled set: %w", err)
 	}

@@ -65,7 +65,8 @@ func taskCommand() *cli.Command {
                      fedq coordinator run --data NAME=SOURCE), with "threshold" (τ, 0.95),
                      "lambda_u" (1), "ratio" (7), "pseudo_labels": online|static (once a round,
                      with the base model: SemiFL), and for labels at the coordinator
-                     "warmup_epochs" (30) and "finetune": {"epochs": 5, "batch", "lr": 0.05, "momentum"}
+                     "warmup_epochs" (30) and "finetune": {"epochs": 5, "batch", "lr": 0.05, "momentum",
+                     "augment": weak|none}
    privacy           differential privacy: {"mode": "central"|"distributed"|"record", "clip", "epsilon",
                      "delta", "noise_multiplier", "per_layer", "adaptive_clip", "min_records",
                      and for distributed (with secure_aggregation) "min_agents", "max_agents",

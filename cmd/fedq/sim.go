@@ -54,6 +54,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.IntFlag{Name: "semi-warmup", Usage: "labels-at-coordinator: epochs on the labelled set before round 1 (0: the default, 30)"},
 			&cli.IntFlag{Name: "semi-finetune", Usage: "labels-at-coordinator: epochs on the labelled set after each aggregation (0: the default, 5)"},
 			&cli.Float64Flag{Name: "semi-finetune-lr", Usage: "labels-at-coordinator: learning rate of that training (0: the default, 0.05)"},
+			&cli.StringFlag{Name: "semi-finetune-augment", Value: "weak", Usage: "labels-at-coordinator: views of the labelled images in that training (and the warm-up): weak (small random shifts and rotations) or none (the images as they are)"},
 			&cli.BoolFlag{Name: "semi-baseline", Usage: "run what --semi is compared with: the model trained on the coordinator's labels alone, or FedAvg on the agents' labelled examples alone"},
 			&cli.DurationFlag{Name: "train-deadline", Value: sim.DefaultTrainDeadline, Usage: "how long a round waits for its agents' updates; then it commits with those it has (at least its quorum) or fails and is tried again"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the partition, the initial model and agent selection"},
@@ -77,7 +78,7 @@ func runSim(c *cli.Context) error {
 		DPPerLayer: c.Bool("dp-per-layer"), DPMinAgents: c.Int("dp-min-agents"), DPAdaptiveQuantile: c.Float64("dp-adaptive-clip"),
 		SecAgg: c.Bool("secagg"), Dropout: c.Float64("dropout"),
 		Semi: c.String("semi"), Threshold: c.Float64("threshold"), PseudoLabels: c.String("pseudo-labels"), WarmupEpochs: c.Int("semi-warmup"), FineTuneEpochs: c.Int("semi-finetune"),
-		FineTuneLR: c.Float64("semi-finetune-lr"), SemiBaseline: c.Bool("semi-baseline"), TrainDeadline: c.Duration("train-deadline")}
+		FineTuneLR: c.Float64("semi-finetune-lr"), FineTuneAugment: c.String("semi-finetune-augment"), SemiBaseline: c.Bool("semi-baseline"), TrainDeadline: c.Duration("train-deadline")}
 	if cfg.Strategy == "help" {
 		fmt.Fprintln(c.App.Writer, "strategies (NAME:defaults — what it is):")
 		for _, l := range aggregation.Describe() {

@@ -107,7 +107,7 @@ func semiTask(ts *task.Spec, s *semiSetting, cfg Config) {
 	if s.mode == task.LabelsAtCoordinator {
 		ts.Semi.Labelled = labelledName
 		ts.Semi.WarmupEpochs = cfg.WarmupEpochs
-		ts.Semi.FineTune = task.FineTune{Epochs: cfg.FineTuneEpochs, LR: cfg.FineTuneLR}
+		ts.Semi.FineTune = task.FineTune{Epochs: cfg.FineTuneEpochs, LR: cfg.FineTuneLR, Augment: cfg.FineTuneAugment}
 	}
 }
 
@@ -144,7 +144,7 @@ func supervised(ctx context.Context, cfg Config, spec compute.Spec, labelled, te
 			return err
 		}
 		if _, err := compute.TrainSemi(ctx, m, opt, labelled, compute.TrainConfig{Epochs: epochs, Batch: s.FineTune.Batch, Seed: seed},
-			compute.Semi{Threshold: s.Threshold, LambdaU: s.LambdaU, Ratio: s.Ratio}); err != nil {
+			s.FineTuneSemi()); err != nil {
 			return err
 		}
 		if round == 0 {

@@ -105,10 +105,11 @@ type Config struct {
 	// PseudoLabels is when agents make pseudo-labels (task.Semi.PseudoLabels; empty:
 	// online).
 	PseudoLabels string
-	// WarmupEpochs, FineTuneEpochs and FineTuneLR set the coordinator's training on its
-	// labelled set (labels-at-coordinator; 0: the task's defaults).
+	// WarmupEpochs, FineTuneEpochs, FineTuneLR and FineTuneAugment set the coordinator's
+	// training on its labelled set (labels-at-coordinator; zero: the task's defaults).
 	WarmupEpochs, FineTuneEpochs int
 	FineTuneLR                   float64
+	FineTuneAugment              string
 	// SemiBaseline runs, instead, what Semi is compared with: for labels-at-coordinator,
 	// the model trained on the coordinator's labelled examples alone (no federation);
 	// for labels-at-agents, FedAvg on the agents' labelled examples alone.

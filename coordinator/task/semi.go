@@ -2,6 +2,8 @@ package task
 
 import (
 	"math"
+
+	"github.com/fedq/fedq/compute"
 )
 
 // Semi-supervised modes.
@@ -54,13 +56,27 @@ type Semi struct {
 	FineTune FineTune `json:"finetune,omitzero"`
 }
 
-// FineTune is the coordinator's supervised training on its labelled set (on weakly
-// augmented views, with SGD).
+// FineTune is the coordinator's supervised training on its labelled set (with SGD).
 type FineTune struct {
 	Epochs   int     `json:"epochs,omitempty"`
 	Batch    int     `json:"batch,omitempty"`
 	LR       float64 `json:"lr,omitempty"`
 	Momentum float64 `json:"momentum,omitempty"`
+	// Augment is AugmentWeak (the default: weakly augmented views, as FixMatch's
+	// labelled batches) or AugmentNone (the images as they are).
+	Augment string `json:"augment,omitempty"`
+}
+
+// Augmentations of the coordinator's labelled images (FineTune.Augment).
+const (
+	AugmentWeak = "weak"
+	AugmentNone = "none"
+)
+
+// FineTuneSemi is how compute trains on the coordinator's labelled set: its examples are
+// all labelled, so only the augmentation of their views matters.
+func (m *Semi) FineTuneSemi() compute.Semi {
+	return compute.Semi{Threshold: m.Threshold, LambdaU: m.LambdaU, Ratio: m.Ratio, Plain: m.FineTune.Augment == AugmentNone}
 }
 
 // Semi defaults.
@@ -136,6 +152,9 @@ func (m *Semi) normalize(s *Spec) error {
 	}
 	if f.LR == 0 {
 		f.LR = DefaultFineTuneLR
+	}
+	if err := oneOf("semi.finetune.augment", &f.Augment, AugmentWeak, AugmentNone); err != nil {
+		return err
 	}
 	switch {
 	case f.Epochs < 0 || f.Epochs > 1000:

@@ -27,6 +27,8 @@ func TestSemiSpec(t *testing.T) {
 		{"agents with a labelled set", `{"mode":"labels-at-agents","labelled":"x"}`, "semi.labelled", ""},
 		{"bad finetune lr", `{"mode":"labels-at-coordinator","labelled":"x","finetune":{"lr":-1}}`, "semi.finetune.lr", ""},
 		{"bad finetune momentum", `{"mode":"labels-at-coordinator","labelled":"x","finetune":{"momentum":1}}`, "semi.finetune.momentum", ""},
+		{"plain finetune", `{"mode":"labels-at-coordinator","labelled":"x","finetune":{"augment":"none"}}`, "", ""},
+		{"unknown finetune augmentation", `{"mode":"labels-at-coordinator","labelled":"x","finetune":{"augment":"strong"}}`, "semi.finetune.augment", ""},
 		{"negative warmup", `{"mode":"labels-at-coordinator","labelled":"x","warmup_epochs":-1}`, "semi.warmup_epochs", ""},
 		{"record DP", `{"mode":"labels-at-agents"}`, "semi", `,"rounds":10,"privacy":{"mode":"record","clip":1,"epsilon":4,"delta":1e-5,"min_records":100},"train":{"local_steps":10,"batch":10,"lr":0.05}`},
 	} {
@@ -43,7 +45,7 @@ func TestSemiSpec(t *testing.T) {
 				if s.Semi.Threshold <= 0 || s.Semi.LambdaU <= 0 || s.Semi.Ratio < 1 || s.Semi.PseudoLabels == "" {
 					t.Fatalf("defaults not filled: %+v", s.Semi)
 				}
-				if s.Semi.Mode == LabelsAtCoordinator && (s.Semi.WarmupEpochs != DefaultWarmupEpochs || s.Semi.FineTune.Batch != 10 || s.Semi.FineTune.Epochs != DefaultFineTune) {
+				if s.Semi.Mode == LabelsAtCoordinator && (s.Semi.WarmupEpochs != DefaultWarmupEpochs || s.Semi.FineTune.Batch != 10 || s.Semi.FineTune.Epochs != DefaultFineTune || s.Semi.FineTune.Augment == "") {
 					t.Fatalf("coordinator defaults not filled: %+v", s.Semi)
 				}
 				return
