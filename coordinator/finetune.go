@@ -71,8 +71,9 @@ func (r *rounds) labelledSet(tm *taskModel) (*semiModel, error) {
 }
 
 // trainLabelled trains weights in place on the task's labelled set for epochs epochs
-// (weak augmentation unless the task says none, SGD at rate lr with the fine-tuning's momentum and batch) and
-// returns the training metrics; nothing for tasks without labels at the coordinator.
+// (on weakly augmented views unless the task says none, SGD at rate lr with the
+// fine-tuning's momentum and batch) and returns the training metrics; nothing for
+// tasks without labels at the coordinator.
 func (r *rounds) trainLabelled(tm *taskModel, weights []float32, epochs int, lr float64, seed uint64) (map[string]float64, error) {
 	sm, err := r.labelledSet(tm)
 	if sm == nil || err != nil || epochs == 0 {
