@@ -96,8 +96,19 @@ func runSim(c *cli.Context) error {
 	if _, _, err := aggregation.Parse(cfg.Strategy); err != nil {
 		return usageError("--strategy: %v", err)
 	}
-	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
-		return usageError("need --agents, --rounds, --local-epochs, --batch ≥ 1, --lr > 0 and --fraction in (0, 1]")
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"agents", cfg.Agents}, {"rounds", cfg.Rounds}, {"local-epochs", cfg.Epochs}, {"batch", cfg.Batch}} {
+		if f.v < 1 {
+			return usageError("--%s %d: want at least 1", f.name, f.v)
+		}
+	}
+	if !(cfg.LR > 0) {
+		return usageError("--lr %g: want a positive learning rate (e.g. 0.1)", cfg.LR)
+	}
+	if !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
+		return usageError("--fraction %g: want the share of agents selected each round, in (0, 1]", cfg.Fraction)
 	}
 	if s := cfg.LRSchedule; s != task.ScheduleConstant && s != task.ScheduleCosine {
 		return usageError("--lr-schedule %q: want %s or %s", s, task.ScheduleConstant, task.ScheduleCosine)
@@ -113,6 +124,9 @@ func runSim(c *cli.Context) error {
 	}
 	if !(cfg.Dropout >= 0 && cfg.Dropout < 1) {
 		return usageError("--dropout %g: want a probability in [0, 1)", cfg.Dropout)
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError("%v", err)
 	}
 	if c.Bool("verbose") {
 		cfg.Logger = slog.Default()

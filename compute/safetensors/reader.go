@@ -35,12 +35,12 @@ func Open(path string) (*File, error) {
 func OpenWithOptions(path string, opt *ReadOptions) (*File, error) {
 	fd, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors: open %s: %w", path, err)
+		return nil, fmt.Errorf("safetensors: %w", err) // the *PathError names the path
 	}
 	st, err := fd.Stat()
 	if err != nil {
 		fd.Close()
-		return nil, fmt.Errorf("safetensors: open %s: %w", path, err)
+		return nil, fmt.Errorf("safetensors: %w", err)
 	}
 	if !st.Mode().IsRegular() {
 		fd.Close()

@@ -218,63 +218,112 @@ type Result struct {
 	Semi string `json:"semi,omitempty"`
 }
 
-// partition splits the training set as cfg says.
-func partition(train *dataset.Dataset, cfg Config) ([][]int, error) {
-	kind, arg, _ := strings.Cut(cfg.Partition, ":")
+// partitionSpec is a parsed Config.Partition.
+type partitionSpec struct {
+	kind  string  // iid, dirichlet or shards
+	alpha float64 // dirichlet's concentration
+	per   int     // shards per agent
+}
+
+// parsePartition parses iid, dirichlet:ALPHA, shards or shards:PER_AGENT ("" is iid).
+func parsePartition(s string) (partitionSpec, error) {
+	kind, arg, _ := strings.Cut(s, ":")
 	switch kind {
 	case "iid", "":
-		return dataset.PartitionIID(train.Len(), cfg.Agents, cfg.Seed)
+		return partitionSpec{kind: "iid"}, nil
 	case "dirichlet":
 		alpha, err := strconv.ParseFloat(arg, 64)
-		if err != nil || !(alpha > 0) {
-			return nil, fmt.Errorf("partition %q: want dirichlet:ALPHA with ALPHA > 0", cfg.Partition)
+		if err != nil || !(alpha > 0) || math.IsInf(alpha, 0) {
+			return partitionSpec{}, fmt.Errorf("partition %q: want dirichlet:ALPHA with ALPHA > 0", s)
 		}
-		return dataset.PartitionDirichlet(train.Y, train.NumClasses, cfg.Agents, alpha, cfg.Seed)
+		return partitionSpec{kind: kind, alpha: alpha}, nil
 	case "shards":
 		per := 2
 		if arg != "" {
 			n, err := strconv.Atoi(arg)
 			if err != nil || n < 1 {
-				return nil, fmt.Errorf("partition %q: want shards or shards:PER_AGENT", cfg.Partition)
+				return partitionSpec{}, fmt.Errorf("partition %q: want shards or shards:PER_AGENT", s)
 			}
 			per = n
 		}
-		return dataset.PartitionShards(train.Y, cfg.Agents, per, cfg.Seed)
+		return partitionSpec{kind: kind, per: per}, nil
 	}
-	return nil, fmt.Errorf("partition %q: want iid, dirichlet:ALPHA or shards", cfg.Partition)
+	return partitionSpec{}, fmt.Errorf("partition %q: want iid, dirichlet:ALPHA or shards", s)
+}
+
+// partition splits the training set as cfg says.
+func partition(train *dataset.Dataset, cfg Config) ([][]int, error) {
+	p, err := parsePartition(cfg.Partition)
+	if err != nil {
+		return nil, err
+	}
+	switch p.kind {
+	case "dirichlet":
+		return dataset.PartitionDirichlet(train.Y, train.NumClasses, cfg.Agents, p.alpha, cfg.Seed)
+	case "shards":
+		return dataset.PartitionShards(train.Y, cfg.Agents, p.per, cfg.Seed)
+	}
+	return dataset.PartitionIID(train.Len(), cfg.Agents, cfg.Seed)
+}
+
+// Validate checks the settings that need no data — the numbers, the strategy, the attack,
+// the partition, the semi-supervised setting and the model — so that a caller can refuse a
+// bad configuration before it prints or loads anything. Run calls it first.
+func (cfg Config) Validate() error {
+	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
+		return fmt.Errorf("sim: need agents, rounds, local epochs, batch ≥ 1, lr > 0 and fraction in (0, 1]")
+	}
+	if cfg.TrainDeadline < 0 {
+		return fmt.Errorf("sim: the train deadline must be positive, got %v", cfg.TrainDeadline)
+	}
+	if _, _, err := aggregation.Parse(cfg.Strategy); err != nil {
+		return err
+	}
+	if !(cfg.Byzantine >= 0 && cfg.Byzantine < 1) {
+		return fmt.Errorf("sim: the Byzantine share must be in [0, 1), got %v", cfg.Byzantine)
+	}
+	byzantine := int(math.Round(cfg.Byzantine * float64(cfg.Agents)))
+	_, known := attacks()[cfg.Attack]
+	switch {
+	case byzantine > 0 && !known:
+		return fmt.Errorf("sim: attack %q: want one of %s", cfg.Attack, strings.Join(slices.Sorted(maps.Keys(attacks())), ", "))
+	case byzantine == 0 && cfg.Attack != "":
+		return fmt.Errorf("sim: an attack needs Byzantine agents (a share > 0)")
+	case cfg.AttackScale < 0 || math.IsNaN(cfg.AttackScale) || math.IsInf(cfg.AttackScale, 0):
+		return fmt.Errorf("sim: the attack scale must be ≥ 0, got %v", cfg.AttackScale)
+	}
+	if _, err := parsePartition(cfg.Partition); err != nil {
+		return err
+	}
+	semi, err := parseSemi(cfg.Semi)
+	if err != nil {
+		return err
+	}
+	if cfg.SemiBaseline && semi == nil {
+		return fmt.Errorf("sim: a semi-supervised baseline needs a semi-supervised setting")
+	}
+	if _, err := compute.ResolveSpec(cfg.Model); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Run runs the simulation until Rounds rounds are committed or Target is reached.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
-		return nil, fmt.Errorf("sim: need agents, rounds, local epochs, batch ≥ 1, lr > 0 and fraction in (0, 1]")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	switch {
-	case cfg.TrainDeadline < 0:
-		return nil, fmt.Errorf("sim: the train deadline must be positive, got %v", cfg.TrainDeadline)
-	case cfg.TrainDeadline == 0:
+	if cfg.TrainDeadline == 0 {
 		cfg.TrainDeadline = DefaultTrainDeadline
 	}
 	strategy, params, err := aggregation.Parse(cfg.Strategy)
 	if err != nil {
 		return nil, err
 	}
-	if !(cfg.Byzantine >= 0 && cfg.Byzantine < 1) {
-		return nil, fmt.Errorf("sim: the Byzantine share must be in [0, 1), got %v", cfg.Byzantine)
-	}
 	byzantine := int(math.Round(cfg.Byzantine * float64(cfg.Agents)))
-	atk, known := attacks()[cfg.Attack]
-	switch {
-	case byzantine > 0 && !known:
-		return nil, fmt.Errorf("sim: attack %q: want one of %s", cfg.Attack, strings.Join(slices.Sorted(maps.Keys(attacks())), ", "))
-	case byzantine == 0 && cfg.Attack != "":
-		return nil, fmt.Errorf("sim: an attack needs Byzantine agents (a share > 0)")
-	case cfg.AttackScale < 0 || math.IsNaN(cfg.AttackScale) || math.IsInf(cfg.AttackScale, 0):
-		return nil, fmt.Errorf("sim: the attack scale must be ≥ 0, got %v", cfg.AttackScale)
-	}
 	scale := cfg.AttackScale
 	if scale == 0 {
-		scale = atk.scale
+		scale = attacks()[cfg.Attack].scale
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -297,9 +346,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	semi, err := parseSemi(cfg.Semi)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.SemiBaseline && semi == nil {
-		return nil, fmt.Errorf("sim: a semi-supervised baseline needs a semi-supervised setting")
 	}
 	pool, labelled := train, (*dataset.Dataset)(nil)
 	if semi != nil && semi.mode == task.LabelsAtCoordinator {

@@ -101,11 +101,24 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.Attack = "scale" }, "needs Byzantine agents"},
 		{func(c *Config) { c.Byzantine = 0.2; c.Attack = "scale"; c.AttackScale = -1 }, "attack scale"},
 		{func(c *Config) { c.TrainDeadline = -time.Second }, "train deadline"},
+		{func(c *Config) { c.Fraction = 1.5 }, "fraction in (0, 1]"},
+		{func(c *Config) { c.Partition = "dirichlet:0" }, `partition "dirichlet:0"`},
+		{func(c *Config) { c.Partition = "random" }, `partition "random"`},
+		{func(c *Config) { c.Semi = "labels-at-server:600" }, `semi "labels-at-server:600"`},
+		{func(c *Config) { c.SemiBaseline = true }, "baseline needs a semi-supervised setting"},
+		{func(c *Config) { c.Model = "resnet" }, `model "resnet"`},
 	} {
 		cfg := base
 		tc.change(&cfg)
-		if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v, want an error about %q", cfg, err, tc.want)
+		// Validate refuses it before any data is loaded, and Run refuses it too.
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v): %v, want an error about %q", cfg, err, tc.want)
 		}
+		if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run(%+v): %v, want an error about %q", cfg, err, tc.want)
+		}
+	}
+	if err := base.Validate(); err != nil {
+		t.Errorf("Validate(%+v): %v", base, err)
 	}
 }
