@@ -67,6 +67,7 @@ const (
 	maxLayers      = 256
 	maxDim         = 1 << 16
 	maxParamsTotal = 1 << 31 / 4
+	maxActivations = 1 << 26 // values of one sample at a layer's output (or the input)
 )
 
 // BuiltinSpec returns a builtin model by name: the two of McMahan et al. (2017), and a
@@ -198,6 +199,9 @@ func (s Spec) plan() ([]plannedLayer, error) {
 			return nil, fmt.Errorf("model spec: input dimension %d out of range [1,%d]", d, maxDim)
 		}
 	}
+	if prod(s.Input) > maxActivations {
+		return nil, fmt.Errorf("model spec: input %v has more than %d values", s.Input, maxActivations)
+	}
 	if s.Classes < 2 {
 		return nil, fmt.Errorf("model spec: classes must be at least 2, got %d", s.Classes)
 	}
@@ -228,6 +232,9 @@ func (s Spec) plan() ([]plannedLayer, error) {
 				return nil, bad("only out applies")
 			}
 			in := prod(shape)
+			if exceeds(maxParamsTotal, in, l.Out) {
+				return nil, bad("%d×%d weights exceed %d parameters", l.Out, in, maxParamsTotal)
+			}
 			params += in*l.Out + l.Out
 			shape = []int{l.Out}
 		case LayerConv2D:
@@ -237,13 +244,13 @@ func (s Spec) plan() ([]plannedLayer, error) {
 			if l.Out < 1 || l.Out > maxDim {
 				return nil, bad("out (channels) must be in [1,%d], got %d", maxDim, l.Out)
 			}
-			if l.Kernel < 1 {
-				return nil, bad("kernel must be at least 1, got %d", l.Kernel)
+			if l.Kernel < 1 || l.Kernel > maxDim {
+				return nil, bad("kernel must be in [1,%d], got %d", maxDim, l.Kernel)
 			}
 			if l.Stride == 0 {
 				p.Stride = 1
 			}
-			if p.Stride < 1 || l.Pad < 0 || l.Pad >= l.Kernel {
+			if p.Stride < 1 || p.Stride > maxDim || l.Pad < 0 || l.Pad >= l.Kernel {
 				return nil, bad("need stride ≥ 1 and 0 ≤ pad < kernel, got stride %d pad %d", l.Stride, l.Pad)
 			}
 			if l.P != 0 {
@@ -254,20 +261,23 @@ func (s Spec) plan() ([]plannedLayer, error) {
 			if shape[1]+2*l.Pad < l.Kernel || shape[2]+2*l.Pad < l.Kernel {
 				return nil, bad("kernel %d is larger than the padded input %v", l.Kernel, shape)
 			}
+			if exceeds(maxParamsTotal, l.Out, shape[0], l.Kernel, l.Kernel) {
+				return nil, bad("%d×%d×%d×%d weights exceed %d parameters", l.Out, shape[0], l.Kernel, l.Kernel, maxParamsTotal)
+			}
 			params += l.Out*shape[0]*l.Kernel*l.Kernel + l.Out
 			shape = []int{l.Out, oh, ow}
 		case LayerMaxPool:
 			if len(shape) != 3 {
 				return nil, bad("needs a [C,H,W] input, got %v", shape)
 			}
-			if l.Kernel < 1 {
-				return nil, bad("kernel must be at least 1, got %d", l.Kernel)
+			if l.Kernel < 1 || l.Kernel > maxDim {
+				return nil, bad("kernel must be in [1,%d], got %d", maxDim, l.Kernel)
 			}
 			if l.Stride == 0 {
 				p.Stride = l.Kernel
 			}
-			if p.Stride < 1 || l.Pad != 0 || l.Out != 0 || l.P != 0 {
-				return nil, bad("only kernel and stride (≥ 1) apply")
+			if p.Stride < 1 || p.Stride > maxDim || l.Pad != 0 || l.Out != 0 || l.P != 0 {
+				return nil, bad("only kernel and stride (in [1,%d]) apply", maxDim)
 			}
 			if shape[1] < l.Kernel || shape[2] < l.Kernel {
 				return nil, bad("kernel %d is larger than the input %v", l.Kernel, shape)
@@ -304,7 +314,7 @@ func (s Spec) plan() ([]plannedLayer, error) {
 		if params > maxParamsTotal {
 			return nil, fmt.Errorf("%s: model exceeds %d parameters", where, maxParamsTotal)
 		}
-		if prod(shape) > 1<<26 {
+		if prod(shape) > maxActivations {
 			return nil, fmt.Errorf("%s: output %v is too large", where, shape)
 		}
 		p.out = slices.Clone(shape)
@@ -314,6 +324,19 @@ func (s Spec) plan() ([]plannedLayer, error) {
 		return nil, fmt.Errorf("model spec: the last layer outputs %v, want [%d] (classes)", shape, s.Classes)
 	}
 	return out, nil
+}
+
+// exceeds says whether the product of factors (each ≥ 0) is above limit, without
+// overflowing.
+func exceeds(limit int, factors ...int) bool {
+	p := 1
+	for _, f := range factors {
+		if f != 0 && p > limit/f {
+			return true
+		}
+		p *= f
+	}
+	return p > limit
 }
 
 func prod(s []int) int {

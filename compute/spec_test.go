@@ -58,6 +58,13 @@ func TestParseSpecErrors(t *testing.T) {
 		{`{"input":[4],"classes":2,"layers":[]}`, "need 1 to"},
 		{`{"input":[4],"classes":2,"layers":[{"type":"dense","out":2}]} {}`, "trailing data"},
 		{`{"input":[70000],"classes":2,"layers":[{"type":"dense","out":2}]}`, "out of range"},
+		// Sizes whose products overflow an int must be refused, not wrap around to a
+		// small parameter count.
+		{`{"input":[1,2,2],"classes":2,"layers":[{"type":"conv2d","out":2,"kernel":4294967296,"pad":4294967295,"stride":1099511627776},{"type":"flatten"}]}`, "kernel must be in [1,65536]"},
+		{`{"input":[65536,65536,65536],"classes":2,"layers":[{"type":"dense","out":2}]}`, "more than 67108864 values"},
+		{`{"input":[1,65536,1],"classes":2,"layers":[{"type":"conv2d","out":65536,"kernel":65536,"pad":65535,"stride":65536},{"type":"flatten"}]}`, "weights exceed"},
+		{`{"input":[1,8,8],"classes":2,"layers":[{"type":"maxpool2d","kernel":2,"stride":70000}]}`, "stride (in [1,65536])"},
+		{`{"input":[8192,8192],"classes":2,"layers":[{"type":"dense","out":65536}]}`, "weights exceed"},
 	}
 	for _, c := range cases {
 		_, err := ParseSpec([]byte(c.spec))

@@ -339,7 +339,9 @@ func (s *Server) adminRoundStart(ctx context.Context, body []byte) (any, error) 
 
 func (s *Server) adminVersionsList(_ context.Context, body []byte) (any, error) {
 	var req VersionsRequest
-	_ = json.Unmarshal(body, &req)
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, protocol.NewError(protocol.CodeInvalid, "versions.list: %v", err)
+	}
 	vs, err := s.store.Versions(req.Task)
 	if err != nil {
 		return nil, protocol.NewError(protocol.CodeInternal, "versions: %v", err)
