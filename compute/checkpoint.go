@@ -60,21 +60,45 @@ func LoadFile(path string, opt Options) (*Model[float32], map[string]string, err
 		return nil, nil, err
 	}
 	defer f.Close()
+	m, meta, err := load(f, opt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load model %s: %w", path, err)
+	}
+	return m, meta, nil
+}
+
+// load builds the model f's metadata describes and reads its parameters from f.
+func load(f *safetensors.File, opt Options) (*Model[float32], map[string]string, error) {
 	meta := f.Metadata()
 	raw, ok := meta[MetaSpec]
 	if !ok {
-		return nil, nil, fmt.Errorf("load model %s: no %q in its metadata (not saved by fedq); give the model spec explicitly", path, MetaSpec)
+		return nil, nil, fmt.Errorf("no %q in its metadata (not saved by fedq); give the model spec explicitly", MetaSpec)
 	}
 	spec, err := ParseSpec([]byte(raw))
 	if err != nil {
-		return nil, nil, fmt.Errorf("load model %s: %w", path, err)
+		return nil, nil, err
+	}
+	// The file must hold every parameter, so a spec larger than its tensors is corrupt:
+	// refuse it before allocating the model it describes (a few bytes of metadata could
+	// otherwise ask for gigabytes).
+	n, err := spec.NumParams()
+	if err != nil {
+		return nil, nil, err
+	}
+	var held int64
+	for _, name := range f.Names() {
+		info, _ := f.Info(name)
+		held += max(info.NumElements(), 0) // the header's parser bounds each by its bytes
+	}
+	if int64(n) > held {
+		return nil, nil, fmt.Errorf("its spec has %d parameters but its tensors hold %d values: the file is corrupt or truncated", n, held)
 	}
 	m, err := New[float32](spec, opt)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load model %s: %w", path, err)
+		return nil, nil, err
 	}
 	if err := m.LoadWeights(f); err != nil {
-		return nil, nil, fmt.Errorf("load model %s: %w", path, err)
+		return nil, nil, err
 	}
 	return m, meta, nil
 }

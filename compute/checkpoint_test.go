@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,7 +88,16 @@ func TestLoadRejectsBadFiles(t *testing.T) {
 	if err := safetensors.WriteFile(extra, ts, metadata(m, nil)); err != nil {
 		t.Fatal(err)
 	}
+	// A tiny file whose spec claims the largest model a spec may describe: refused before
+	// the model is allocated.
+	huge := filepath.Join(dir, "huge.safetensors")
+	hugeSpec := `{"input":[8192,8192],"classes":7,"layers":[{"type":"dense","out":7}]}`
+	if err := safetensors.WriteFile(huge, []safetensors.WriteTensor{{Name: "fc1.bias", Shape: []int{8}, F32: make([]float32, 8)}},
+		map[string]string{MetaSpec: hugeSpec}); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct{ path, want string }{
+		{huge, "has 469762055 parameters but its tensors hold 8 values"},
 		{write("trunc.safetensors", data[:len(data)/2]), "trunc.safetensors"},
 		{write("garbage.safetensors", []byte("not a model at all")), "garbage.safetensors"},
 		{wrongShape, `"fc1.weight" has shape [784 200]`},
@@ -101,4 +111,43 @@ func TestLoadRejectsBadFiles(t *testing.T) {
 			t.Errorf("LoadFile(%s) = %v, want error containing %q", filepath.Base(c.path), err, c.want)
 		}
 	}
+}
+
+// FuzzLoad feeds model files to the loader behind LoadFile (fedq eval, fedq serve). It
+// must never panic nor allocate more than the file could fill; a model it loads has the
+// parameters its spec promises and answers a forward pass.
+func FuzzLoad(f *testing.F) {
+	for _, name := range []string{"2nn"} {
+		spec, _ := BuiltinSpec(name)
+		m, _ := New[float32](spec, Options{Seed: 1})
+		var b bytes.Buffer
+		if err := Save(&b, m, nil); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
+	}
+	small, _ := ParseSpec([]byte(`{"input":[3],"classes":2,"layers":[{"type":"dense","out":2}]}`))
+	m, _ := New[float32](small, Options{Seed: 1})
+	var b bytes.Buffer
+	if err := Save(&b, m, map[string]string{"round": "3"}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := safetensors.NewReader(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		m, _, err := load(file, Options{Inference: true})
+		if err != nil {
+			return
+		}
+		n, _ := m.spec.NumParams()
+		if len(m.values) != n || 4*int64(n) > int64(len(data)) {
+			t.Fatalf("loaded %d values for a %d-parameter spec from %d bytes", len(m.values), n, len(data))
+		}
+		if got := len(m.Forward(make([]float32, m.InputSize()), 1, false)); got != m.spec.Classes {
+			t.Fatalf("forward pass gave %d logits, want %d", got, m.spec.Classes)
+		}
+	})
 }
