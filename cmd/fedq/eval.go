@@ -15,7 +15,7 @@ func evalCommand() *cli.Command {
 		Name:  "eval",
 		Usage: "evaluate a saved model (safetensors written by fedq) on a dataset's test split",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "model", Required: true, Usage: "safetensors file written by `fedq train --out`"},
+			&cli.StringFlag{Name: "model", Required: true, Usage: "safetensors file written by fedq train --out"},
 			&cli.StringFlag{Name: "predictions", Usage: "also write the predicted class of every test sample, one per line, to this file"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		}, dataFlags()...),

@@ -98,7 +98,7 @@ func coordinatorCommand() *cli.Command {
 			Name:  "run",
 			Usage: "accept agents and admin clients until interrupted",
 			Flags: []cli.Flag{
-				dirFlag("coordinator directory (from `fedq ca init`)"),
+				dirFlag("coordinator directory (from fedq ca init)"),
 				&cli.StringFlag{Name: "listen", Usage: "UDP address to listen on (default: the port of the address in coordinator.json, all interfaces)"},
 				&cli.DurationFlag{Name: "heartbeat", Value: coordinator.DefaultHeartbeat, Usage: "heartbeat interval asked of agents"},
 				&cli.IntFlag{Name: "staging", Value: 1, Usage: "updates of a task received at once (each holds one model-sized buffer)"},
@@ -107,7 +107,7 @@ func coordinatorCommand() *cli.Command {
 				&cli.StringFlag{Name: "cpuprofile", Usage: "write a pprof CPU profile to this file when the coordinator stops"},
 				&cli.StringFlag{Name: "memprofile", Usage: "write a pprof heap profile to this file when the coordinator stops"},
 				&cli.StringSliceFlag{Name: "data", Usage: "a labelled dataset the coordinator holds for semi-supervised tasks (labels at the coordinator), " +
-					"NAME=SOURCE as for `agent run`; it never leaves the coordinator; repeatable"},
+					"NAME=SOURCE as for fedq agent run; it never leaves the coordinator; repeatable"},
 				&cli.IntFlag{Name: "gc-percent", Value: 25, Usage: "how far (%) the heap may grow past live data before Go collects it; " +
 					"the coordinator's live data is a few model-sized buffers without pointers, cheap to scan, so a low value bounds memory " +
 					"near 3-4 models at little CPU cost (GOGC in the environment wins; -1 turns the collector off)"},
@@ -147,7 +147,7 @@ func agentCommand() *cli.Command {
 			Name:  "enroll",
 			Usage: "enroll with a join token: make a key, get a certificate, keep both in --dir",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "token", Required: true, EnvVars: []string{"FEDQ_TOKEN"}, Usage: "join token from `fedq token create`"},
+				&cli.StringFlag{Name: "token", Required: true, EnvVars: []string{"FEDQ_TOKEN"}, Usage: "join token from fedq token create"},
 				&cli.StringFlag{Name: "dir", Value: "./fedq-agent", EnvVars: []string{"FEDQ_AGENT_DIR"}, Usage: "the agent's directory"},
 				&cli.StringFlag{Name: "name", Usage: "name to ask for (the token decides)"},
 				&cli.StringFlag{Name: "addr", Usage: "coordinator address, overriding the token's"},
@@ -170,7 +170,7 @@ func agentCommand() *cli.Command {
 			Name:  "run",
 			Usage: "stay connected to the coordinator and serve its tasks until interrupted",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "dir", Value: "./fedq-agent", EnvVars: []string{"FEDQ_AGENT_DIR"}, Usage: "the agent's directory (from `fedq agent enroll`)"},
+				&cli.StringFlag{Name: "dir", Value: "./fedq-agent", EnvVars: []string{"FEDQ_AGENT_DIR"}, Usage: "the agent's directory (from fedq agent enroll)"},
 				&cli.StringSliceFlag{Name: "data", Usage: "a local dataset, NAME=SOURCE (mnist, mnist-test, a folder of IDX files, a .csv file); repeatable"},
 				&cli.StringFlag{Name: "addr", Usage: "coordinator address, overriding the enrolled one"},
 				&cli.IntFlag{Name: "threads", Value: 1, Usage: "compute threads"},
@@ -242,7 +242,7 @@ func runAgent(c *cli.Context) error {
 
 func adminFlags() []cli.Flag {
 	return []cli.Flag{
-		dirFlag("admin credentials: the coordinator's directory, or one from `fedq admin cert`"),
+		dirFlag("admin credentials: the coordinator's directory, or one from fedq admin cert"),
 		&cli.StringFlag{Name: "addr", Usage: "coordinator address, overriding the one in --dir"},
 	}
 }

@@ -17,7 +17,7 @@ import (
 func computeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.IntFlag{Name: "threads", Value: 1, Usage: "goroutines per matrix product (one core gains little from more)", EnvVars: []string{"FEDQ_THREADS"}},
-		&cli.StringFlag{Name: "kernel", Usage: "force a GEMM micro-kernel (see `fedq info`)", EnvVars: []string{"FEDQ_KERNEL"}},
+		&cli.StringFlag{Name: "kernel", Usage: "force a GEMM micro-kernel (see fedq info)", EnvVars: []string{"FEDQ_KERNEL"}},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for initialisation, shuffling and dropout"},
 		deviceFlag(),
 	}

@@ -37,10 +37,10 @@ is answered with the outputs "logits" (FP32 [n, classes]) and "label" (INT64 [n]
 Versions pulled from a coordinator are always verified (signature and SHA-256 of the
 weights); a version that fails is refused and the one being served stays.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Usage: "safetensors file to serve (from `fedq train --out` or `fedq model pull`)"},
+			&cli.StringFlag{Name: "model", Usage: "safetensors file to serve (from fedq train --out or fedq model pull)"},
 			&cli.StringFlag{Name: "name", Usage: "model name in the URLs (default: the file's base name, or the task)"},
 			&cli.StringFlag{Name: "verify-with", Usage: "with --model: a directory holding the coordinator's signing.pub (or the file): refuse a model that is not signed by it or whose weights were altered"},
-			dirFlag("with --task: admin credentials (the coordinator's directory, or one from `fedq admin cert`)"),
+			dirFlag("with --task: admin credentials (the coordinator's directory, or one from fedq admin cert)"),
 			&cli.StringFlag{Name: "addr", Usage: "with --task: coordinator address, overriding the one in --dir"},
 			&cli.StringFlag{Name: "task", Usage: "serve this task's latest version from the coordinator"},
 			&cli.BoolFlag{Name: "follow", Usage: "with --task: keep polling the coordinator and swap in each newer version"},
@@ -54,7 +54,7 @@ weights); a version that fails is refused and the one being served stays.`,
 			&cli.IntFlag{Name: "burst", Usage: "with --rate: requests a client may burst (default: --rate rounded up)"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: serve.DefaultShutdownTimeout, Usage: "on SIGINT/SIGTERM, how long requests in flight may take to finish"},
 			&cli.IntFlag{Name: "threads", Value: 1, Usage: "goroutines per matrix product of a forward pass", EnvVars: []string{"FEDQ_THREADS"}},
-			&cli.StringFlag{Name: "kernel", Usage: "force a GEMM micro-kernel (see `fedq info`)", EnvVars: []string{"FEDQ_KERNEL"}},
+			&cli.StringFlag{Name: "kernel", Usage: "force a GEMM micro-kernel (see fedq info)", EnvVars: []string{"FEDQ_KERNEL"}},
 		},
 		Action: serveModel,
 	}
