@@ -154,17 +154,9 @@ func runBenchAgents(c *cli.Context) error {
 		return err
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	var admin *coordinator.AdminClient
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if admin, err = coordinator.DialAdmin(ctx, dir, addr); err == nil {
-			if _, err = admin.Status(ctx); err == nil {
-				break
-			}
-			admin.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the coordinator did not come up: %w", err)
-		}
+	admin, err := dialWhenUp(ctx, dir, addr)
+	if err != nil {
+		return err
 	}
 	defer admin.Close()
 	time.Sleep(time.Second)

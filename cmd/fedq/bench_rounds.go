@@ -103,17 +103,9 @@ func runBenchRounds(c *cli.Context) error {
 		return err
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	var adm *coordinator.AdminClient
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if adm, err = coordinator.DialAdmin(ctx, dir, addr); err == nil {
-			if _, err = adm.Status(ctx); err == nil {
-				break
-			}
-			adm.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the coordinator did not come up: %w", err)
-		}
+	adm, err := dialWhenUp(ctx, dir, addr)
+	if err != nil {
+		return err
 	}
 	defer adm.Close()
 
@@ -268,5 +260,28 @@ func benchDropout(i, n, drops int) func(taskID, phase string) bool {
 			fmt.Sscanf(taskID[k+2:], "%d", &round)
 		}
 		return phase == agent.DropUpload && (i-round*drops%n+n)%n < drops
+	}
+}
+
+// dialWhenUp connects to the admin service of a coordinator that is starting (a child
+// process of a bench command), retrying until it answers a status call or 30 s pass.
+func dialWhenUp(ctx context.Context, dir, addr string) (*coordinator.AdminClient, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		adm, err := coordinator.DialAdmin(ctx, dir, addr)
+		if err == nil {
+			if _, err = adm.Status(ctx); err == nil {
+				return adm, nil
+			}
+			adm.Close()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the coordinator did not come up: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
