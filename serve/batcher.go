@@ -141,7 +141,7 @@ func (in *instance) run() {
 		x = in.forward(batch, n, x)
 		if closed {
 			if carry != nil {
-				x = in.forward([]*job{carry}, carry.n, x)
+				in.forward([]*job{carry}, carry.n, x)
 			}
 			return
 		}

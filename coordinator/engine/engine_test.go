@@ -217,7 +217,7 @@ func (sm *sim) run(limit time.Duration) {
 				delete(sm.online, ev.id)
 				sm.apply(AgentDown{ID: ev.id})
 				// It comes back a little later, as reconnecting agents do.
-				sm.later(5*time.Second, agentBack{ev.id})
+				sm.later(5*time.Second, agentBack(ev))
 			}
 		case agentBack:
 			sm.online[ev.id] = true
