@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -24,6 +25,25 @@ func BenchmarkForwardBatch64(b *testing.B) {
 			}
 			b.ReportMetric(float64(64*b.N)/b.Elapsed().Seconds(), "samples/s")
 		})
+	}
+}
+
+// BenchmarkForwardSmallBatch is what a Forward costs per image at the batch sizes a
+// lightly loaded server forms (1, 2, 4 images) beside a full one: the GEMM's register
+// tiles are 12 to 24 rows tall, so a batch of one pays for a tile of mostly padding.
+func BenchmarkForwardSmallBatch(b *testing.B) {
+	for _, name := range []string{"2nn", "cnn"} {
+		spec, _ := compute.BuiltinSpec(name)
+		m := newNet(b, spec, 1)
+		for _, n := range []int{1, 2, 4, 64} {
+			b.Run(fmt.Sprintf("%s/batch%d", name, n), func(b *testing.B) {
+				x := inputs(n, m.InputSize(), 1)
+				for b.Loop() {
+					m.Forward(x, n, false)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N)/1e3, "µs/image")
+			})
+		}
 	}
 }
 
