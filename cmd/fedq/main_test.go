@@ -101,9 +101,16 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"dp", "noise", "--sampling", "fixed", "--target-epsilon", "1", "--sample-rate", "1.5", "--steps", "3"}, 2, "sampling fraction 1.5 must be in [0, 1]"},
 		{[]string{"sim", "--dp-clip", "1", "--dp-epsilon", "1", "--dp-sampling", "uniform"}, 2, `--dp-sampling "uniform"`},
 		{[]string{"sim", "--train-deadline", "0s"}, 2, "--train-deadline 0s: want a positive duration"},
+		{[]string{"sim", "--agents", "0"}, 2, "--agents 0: want at least 1"},
+		{[]string{"sim", "--fraction", "1.5"}, 2, "--fraction 1.5: want the share of agents"},
+		{[]string{"sim", "--partition", "dirichlet:0"}, 2, `partition "dirichlet:0": want dirichlet:ALPHA with ALPHA > 0`},
+		{[]string{"sim", "--model", "resnet"}, 2, `model "resnet" is neither a builtin`},
 	}
 	for _, c := range cases {
-		code, _, stderr := runCLI(t, c.args...)
+		code, stdout, stderr := runCLI(t, c.args...)
+		if c.args[0] == "sim" && stdout != "" {
+			t.Errorf("fedq %v printed %q before refusing", c.args, stdout)
+		}
 		if code != c.code || !strings.Contains(stderr, c.want) {
 			t.Errorf("fedq %v: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
 		}
@@ -225,5 +232,29 @@ func TestDeviceSelection(t *testing.T) {
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &in) != nil || !strings.Contains(in.CUDA.Reason, "cannot be loaded") {
 		t.Fatalf("info: exit %d, %s", code, out)
+	}
+}
+
+// TestSimJSONProgress runs a one-round federation with --json: stdout is exactly one JSON
+// object with the result, and the line per round goes to stderr.
+func TestSimJSONProgress(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "sim", "--agents", "2", "--fraction", "1", "--rounds", "1", "--batch", "50",
+		"--model", `{"input":[1,28,28],"classes":10,"layers":[{"type":"flatten"},{"type":"dense","out":10}]}`, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res struct {
+		FinalAccuracy float64           `json:"final_accuracy"`
+		Rounds        []json.RawMessage `json:"rounds"`
+	}
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	if err := dec.Decode(&res); err != nil || dec.More() {
+		t.Fatalf("stdout is not one JSON object (%v): %q", err, stdout)
+	}
+	if len(res.Rounds) != 1 || !(res.FinalAccuracy > 0.5) {
+		t.Errorf("result: %d rounds, accuracy %v", len(res.Rounds), res.FinalAccuracy)
+	}
+	if !strings.Contains(stderr, "round    1  accuracy") {
+		t.Errorf("stderr has no progress line: %q", stderr)
 	}
 }

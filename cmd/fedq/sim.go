@@ -62,7 +62,7 @@ et al. (2017)'s 2NN on IID data:
 			&cli.StringFlag{Name: "plot", Usage: "write the test accuracy and loss curves to this PNG file"},
 			&cli.StringFlag{Name: "dashboard", Usage: "serve the live dashboard on this TCP address (e.g. 127.0.0.1:8080); its URL, with a fresh token, goes to stderr"},
 			&cli.BoolFlag{Name: "dashboard-hold", Usage: "with --dashboard: keep the federation and its dashboard up after the last round, until interrupted"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object at the end instead of a line per round"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object at the end; the line per round goes to stderr"},
 			&cli.BoolFlag{Name: "verbose", Usage: "show the coordinator's and agents' logs"},
 		},
 		Action: runSim,
@@ -154,9 +154,15 @@ func runSim(c *cli.Context) error {
 			}
 			fmt.Fprintln(w)
 		}
-		cfg.Progress = func(r sim.Round) {
-			fmt.Fprintf(w, "round %4d  accuracy %6.2f%%  loss %.4f  %6.2fs\n", r.Round, 100*r.Accuracy, r.Loss, r.Seconds)
-		}
+	}
+	// A line per round: on stdout, or with --json (stdout is the one JSON object) on
+	// stderr, so a long run shows where it is.
+	progress := w
+	if c.Bool("json") {
+		progress = c.App.ErrWriter
+	}
+	cfg.Progress = func(r sim.Round) {
+		fmt.Fprintf(progress, "round %4d  accuracy %6.2f%%  loss %.4f  %6.2fs\n", r.Round, 100*r.Accuracy, r.Loss, r.Seconds)
 	}
 	res, err := sim.Run(c.Context, cfg)
 	if err != nil {
