@@ -136,5 +136,6 @@ func (m *Model[T]) LoadWeights(f *safetensors.File) error {
 		}
 	}
 	copy(m.values, next)
+	m.refreeze()
 	return nil
 }

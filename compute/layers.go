@@ -38,17 +38,37 @@ type dense[T Float] struct {
 	e       *engine[T]
 	in, out int
 	w, b    *Param[T]
-	x       []T
-	y, dx   []T
+	// wT is W transposed ([in, out]) in a frozen model (see Model.Freeze): the product
+	// then reads it row by row, without repacking W on every call.
+	wT    []T
+	x     []T
+	y, dx []T
 }
 
 func (l *dense[T]) params() []*Param[T] { return []*Param[T]{l.w, l.b} }
+
+// freeze makes wT from the current weights.
+func (l *dense[T]) freeze() {
+	l.wT = grow(l.wT, l.in*l.out)
+	w := l.w.Value
+	for o := range l.out {
+		row := w[o*l.in : (o+1)*l.in]
+		for i, v := range row {
+			l.wT[i*l.out+o] = v
+		}
+	}
+}
 
 func (l *dense[T]) forward(x []T, n int, _ bool) []T {
 	l.x = x
 	l.y = grow(l.y, n*l.out)
 	for i := range n {
 		copy(l.y[i*l.out:(i+1)*l.out], l.b.Value)
+	}
+	if l.wT != nil {
+		// The same sums in the same order as with W: the results are bit-for-bit equal.
+		l.e.gemm(false, false, n, l.out, l.in, 1, x, l.in, l.wT, l.out, 1, l.y, l.out)
+		return l.y
 	}
 	l.e.gemm(false, true, n, l.out, l.in, 1, x, l.in, l.w.Value, l.in, 1, l.y, l.out)
 	return l.y

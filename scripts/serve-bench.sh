@@ -5,6 +5,7 @@
 #
 #   scripts/serve-bench.sh                 # 2nn and cnn, 10 s each, 64 connections
 #   DURATION=30s CONNS=128 MODELS=2nn scripts/serve-bench.sh
+#   FEDQ=/path/to/other/fedq scripts/serve-bench.sh   # serve with another build (a comparator)
 #
 # Needs wrk (apt-get install wrk) and MNIST (make data). Everything runs on 127.0.0.1.
 set -euo pipefail
@@ -15,6 +16,7 @@ CONNS=${CONNS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 MODELS=${MODELS:-"2nn cnn"}
 PORT=${PORT:-18000}
+FEDQ=${FEDQ:-bin/fedq}
 command -v wrk >/dev/null || { echo "serve-bench: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -63,8 +65,8 @@ go test -run '^$' -bench 'BenchmarkForwardBatch64' -benchtime 2s ./serve/ | grep
 
 for model in $MODELS; do
 	echo "== $model: training one epoch for a realistic model file"
-	bin/fedq --log-level warn train --model "$model" --epochs 1 --quiet --out "$work/$model.safetensors" >/dev/null
-	bin/fedq --log-level warn serve --model "$work/$model.safetensors" --listen "127.0.0.1:$PORT" &
+	"$FEDQ" --log-level warn train --model "$model" --epochs 1 --quiet --out "$work/$model.safetensors" >/dev/null
+	"$FEDQ" --log-level warn serve --model "$work/$model.safetensors" --listen "127.0.0.1:$PORT" &
 	server=$!
 	for _ in $(seq 100); do
 		curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break

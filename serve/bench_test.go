@@ -19,6 +19,9 @@ func BenchmarkForwardBatch64(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			spec, _ := compute.BuiltinSpec(name)
 			m := newNet(b, spec, 1)
+			if err := m.Freeze(); err != nil { // as served
+				b.Fatal(err)
+			}
 			x := inputs(64, m.InputSize(), 1)
 			for b.Loop() {
 				m.Forward(x, 64, false)
@@ -29,20 +32,28 @@ func BenchmarkForwardBatch64(b *testing.B) {
 }
 
 // BenchmarkForwardSmallBatch is what a Forward costs per image at the batch sizes a
-// lightly loaded server forms (1, 2, 4 images) beside a full one: the GEMM's register
-// tiles are 12 to 24 rows tall, so a batch of one pays for a tile of mostly padding.
+// lightly loaded server forms (1, 2, 4 images) beside a full one, for a model as trained
+// ("plain") and as served (frozen: dense weights kept transposed, see compute.Model.Freeze).
 func BenchmarkForwardSmallBatch(b *testing.B) {
 	for _, name := range []string{"2nn", "cnn"} {
 		spec, _ := compute.BuiltinSpec(name)
-		m := newNet(b, spec, 1)
+		plain, frozen := newNet(b, spec, 1), newNet(b, spec, 1)
+		if err := frozen.Freeze(); err != nil {
+			b.Fatal(err)
+		}
 		for _, n := range []int{1, 2, 4, 64} {
-			b.Run(fmt.Sprintf("%s/batch%d", name, n), func(b *testing.B) {
-				x := inputs(n, m.InputSize(), 1)
-				for b.Loop() {
-					m.Forward(x, n, false)
-				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N)/1e3, "µs/image")
-			})
+			for _, v := range []struct {
+				kind string
+				m    *compute.Model[float32]
+			}{{"plain", plain}, {"frozen", frozen}} {
+				b.Run(fmt.Sprintf("%s/%s/batch%d", name, v.kind, n), func(b *testing.B) {
+					x := inputs(n, v.m.InputSize(), 1)
+					for b.Loop() {
+						v.m.Forward(x, n, false)
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N)/1e3, "µs/image")
+				})
+			}
 		}
 	}
 }

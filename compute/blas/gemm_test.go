@@ -185,3 +185,45 @@ func allKernelNames() []string {
 	}
 	return names
 }
+
+// TestKernelsAgreeBitwise checks that the kernels of a set give the same bits for the same
+// product, whichever the planner picks and in whichever orientation: each sums over k in
+// order with fused multiply-adds, then applies alpha and beta the same way. Models rely on
+// it: an answer does not depend on the batch it was computed in.
+func TestKernelsAgreeBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, set := range kernelTable {
+		if len(set.kerns) < 2 {
+			continue
+		}
+		for _, s := range []struct{ m, n, k int }{{1, 200, 784}, {2, 10, 200}, {5, 70, 37}, {13, 33, 300}, {64, 200, 784}} {
+			for _, transB := range []bool{false, true} {
+				a := randSlice(r, s.m*s.k)
+				b := randSlice(r, s.k*s.n)
+				c0 := randSlice(r, s.m*s.n)
+				ldb := s.n
+				if transB {
+					ldb = s.k
+				}
+				var first []float32
+				for _, kern := range set.kerns {
+					ctx, err := New(WithKernel(kern.name))
+					if err != nil {
+						t.Fatal(err)
+					}
+					c := append([]float32(nil), c0...)
+					ctx.Gemm(false, transB, s.m, s.n, s.k, 1, a, s.k, b, ldb, 1, c, s.n)
+					if first == nil {
+						first = c
+						continue
+					}
+					for i := range c {
+						if math.Float32bits(c[i]) != math.Float32bits(first[i]) {
+							t.Fatalf("%s, %dx%dx%d transB=%v: C[%d] = %v, %s gave %v", kern.name, s.m, s.n, s.k, transB, i, c[i], set.kerns[0].name, first[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -18,6 +18,9 @@ func kern24x16avx512(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintpt
 func kern6x16avx2(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32, rows int, mask uint64)
 
 //go:noescape
+func kern2x64avx512(k int, a *float32, rsA, csA uintptr, b *float32, rsB uintptr, c *float32, rsC uintptr, alpha, beta float32, rows int, mask uint64)
+
+//go:noescape
 func transpose16avx512(src *float32, srcStride uintptr, dst *float32, dstStride uintptr, n int)
 
 //go:noescape
@@ -29,6 +32,10 @@ var (
 		{name: "avx512-12x32", mr: 12, nr: 32, lanesPerCycle: 32, masked: true, fn: kern12x32avx512,
 			transpose16: transpose16avx512, transposeMerge16: transposeMerge16avx512},
 		{name: "avx512-24x16", mr: 24, nr: 16, lanesPerCycle: 32, masked: true, fn: kern24x16avx512,
+			transpose16: transpose16avx512, transposeMerge16: transposeMerge16avx512},
+		// Six loads feed its eight multiply-adds a step: priced below the others so that
+		// the planner takes it only where their tiles would be mostly padding (m ≤ 6).
+		{name: "avx512-2x64", mr: 2, nr: 64, lanesPerCycle: 24, masked: true, fn: kern2x64avx512,
 			transpose16: transpose16avx512, transposeMerge16: transposeMerge16avx512},
 	}}
 	avx2Set = kernelSet{name: "avx2", kerns: []microKernel{

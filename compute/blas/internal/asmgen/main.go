@@ -4,7 +4,7 @@
 //
 // Kernels (Go declarations in kernels_amd64.go):
 //
-//	kern12x32avx512, kern24x16avx512, kern6x16avx2  register-blocked GEMM micro-kernels
+//	kern12x32avx512, kern24x16avx512, kern2x64avx512, kern6x16avx2  register-blocked GEMM micro-kernels
 //	transpose16avx512              16×16 register transpose, for packing Bᵀ panels
 //	transposeMerge16avx512         the same, storing a tile into a transposed C
 //	axpyavx512                     y += alpha·x
@@ -831,6 +831,10 @@ func main() {
 	// AVX-512, narrow: 24×16 tile (one zmm per row), for products with a short side of
 	// about 16 (a batch of 10, say) where 32-wide panels would waste half their lanes.
 	g.kernel("kern24x16avx512", 24, 1, "Z", 64, 8, []string{"Z1", "Z2", "Z3", "Z4", "Z5", "Z6", "Z7"}, 2, true)
+	g.f("")
+	// AVX-512, flat: 2×64 tile, for products with one or two rows (a single image's
+	// inference): the taller tiles would compute mostly padding.
+	g.kernel("kern2x64avx512", 2, 4, "Z", 64, 8, []string{"Z4", "Z5"}, 2, true)
 	g.f("")
 	g.transpose16(false)
 	g.f("")
