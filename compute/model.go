@@ -155,7 +155,8 @@ func (m *Model[T]) SetValues(v []T) error {
 // Freeze prepares an inference model to answer predictions from parameters that no longer
 // change: each dense layer keeps its weights transposed, which the matrix product streams
 // without repacking them on every call — a forward pass of one image through the 2nn
-// takes about half the time. Predictions are bit-for-bit those of the model unfrozen.
+// takes about half the time, for a second copy of the dense weights in memory.
+// Predictions are bit-for-bit those of the model unfrozen.
 // SetValues, LoadWeights and Init keep a frozen model's copies current; after writing
 // Values or a Param's Value directly, call Freeze again. Only a model built with
 // Options.Inference can be frozen: training changes the weights on every step.
