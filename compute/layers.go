@@ -50,13 +50,7 @@ func (l *dense[T]) params() []*Param[T] { return []*Param[T]{l.w, l.b} }
 // freeze makes wT from the current weights.
 func (l *dense[T]) freeze() {
 	l.wT = grow(l.wT, l.in*l.out)
-	w := l.w.Value
-	for o := range l.out {
-		row := w[o*l.in : (o+1)*l.in]
-		for i, v := range row {
-			l.wT[i*l.out+o] = v
-		}
-	}
+	l.e.transpose(l.out, l.in, 1, l.w.Value, l.in, 0, l.wT, l.out)
 }
 
 func (l *dense[T]) forward(x []T, n int, _ bool) []T {

@@ -119,9 +119,6 @@ func (p *Puller) pull(ctx context.Context, cl *coordinator.AdminClient, v store.
 	if err != nil {
 		return nil, err
 	}
-	if err := net.Freeze(); err != nil {
-		return nil, err
-	}
 	return &Model{Net: net, Version: h.Number, Header: &h, Task: h.Task}, nil
 }
 

@@ -40,14 +40,10 @@ func newNet(t testing.TB, spec compute.Spec, seed uint64) *compute.Model[float32
 	return m
 }
 
-// model returns a served model (frozen, as the loaders leave it) and a twin network with
-// the same weights, not frozen, for reference.
+// model returns a model to serve (Swap freezes it) and a twin network with the same
+// weights, never frozen, for reference.
 func model(t testing.TB, spec compute.Spec, seed, version uint64) (*Model, *compute.Model[float32]) {
-	net := newNet(t, spec, seed)
-	if err := net.Freeze(); err != nil {
-		t.Fatal(err)
-	}
-	return &Model{Net: net, Version: version}, newNet(t, spec, seed)
+	return &Model{Net: newNet(t, spec, seed), Version: version}, newNet(t, spec, seed)
 }
 
 // inputs returns n samples of size values in [-1, 1), from seed.

@@ -127,9 +127,6 @@ func LoadFile(path string, opt LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	if err := net.Freeze(); err != nil { // served weights never change: lay them out for inference
-		return nil, fmt.Errorf("serve: %w", err)
-	}
 	m := &Model{Net: net, Task: meta[MetaTask]}
 	if opt.VerifyWith != nil {
 		h, err := Verify(opt.VerifyWith, meta, net.Values())

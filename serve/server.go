@@ -150,10 +150,14 @@ func (s *Server) Register(name string) {
 
 // Swap makes m the version served under name, atomically: requests that arrive from now
 // on run on m, requests already queued on the previous version finish on it, and that
-// version's batcher stops once they are answered. The server owns m.Net from now on.
+// version's batcher stops once they are answered. The server owns m.Net from now on: it
+// freezes it (compute.Model.Freeze), so m.Net must be built with Options.Inference.
 func (s *Server) Swap(name string, m *Model) error {
 	if m == nil || m.Net == nil {
 		return fmt.Errorf("swap model %q: no network", name)
+	}
+	if err := m.Net.Freeze(); err != nil { // served weights never change: lay them out for inference
+		return fmt.Errorf("swap model %q: %w", name, err)
 	}
 	s.mu.Lock()
 	if s.closed {
