@@ -266,59 +266,72 @@ func partition(train *dataset.Dataset, cfg Config) ([][]int, error) {
 	return dataset.PartitionIID(train.Len(), cfg.Agents, cfg.Seed)
 }
 
+// parsed holds what a valid Config says, in the forms Run uses.
+type parsed struct {
+	strategy string
+	params   map[string]float64
+	semi     *semiSetting
+	spec     compute.Spec
+}
+
 // Validate checks the settings that need no data — the numbers, the strategy, the attack,
 // the partition, the semi-supervised setting and the model — so that a caller can refuse a
-// bad configuration before it prints or loads anything. Run calls it first.
+// bad configuration before it prints or loads anything. Run checks them too.
 func (cfg Config) Validate() error {
+	_, err := cfg.parse()
+	return err
+}
+
+// parse is Validate, keeping what it parsed.
+func (cfg Config) parse() (parsed, error) {
+	var p parsed
 	if cfg.Agents < 1 || cfg.Rounds < 1 || cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || !(cfg.Fraction > 0 && cfg.Fraction <= 1) {
-		return fmt.Errorf("sim: need agents, rounds, local epochs, batch ≥ 1, lr > 0 and fraction in (0, 1]")
+		return p, fmt.Errorf("sim: need agents, rounds, local epochs, batch ≥ 1, lr > 0 and fraction in (0, 1]")
 	}
 	if cfg.TrainDeadline < 0 {
-		return fmt.Errorf("sim: the train deadline must be positive, got %v", cfg.TrainDeadline)
+		return p, fmt.Errorf("sim: the train deadline must be positive, got %v", cfg.TrainDeadline)
 	}
-	if _, _, err := aggregation.Parse(cfg.Strategy); err != nil {
-		return err
+	var err error
+	if p.strategy, p.params, err = aggregation.Parse(cfg.Strategy); err != nil {
+		return p, err
 	}
 	if !(cfg.Byzantine >= 0 && cfg.Byzantine < 1) {
-		return fmt.Errorf("sim: the Byzantine share must be in [0, 1), got %v", cfg.Byzantine)
+		return p, fmt.Errorf("sim: the Byzantine share must be in [0, 1), got %v", cfg.Byzantine)
 	}
 	byzantine := int(math.Round(cfg.Byzantine * float64(cfg.Agents)))
 	_, known := attacks()[cfg.Attack]
 	switch {
 	case byzantine > 0 && !known:
-		return fmt.Errorf("sim: attack %q: want one of %s", cfg.Attack, strings.Join(slices.Sorted(maps.Keys(attacks())), ", "))
+		return p, fmt.Errorf("sim: attack %q: want one of %s", cfg.Attack, strings.Join(slices.Sorted(maps.Keys(attacks())), ", "))
 	case byzantine == 0 && cfg.Attack != "":
-		return fmt.Errorf("sim: an attack needs Byzantine agents (a share > 0)")
+		return p, fmt.Errorf("sim: an attack needs Byzantine agents (a share > 0)")
 	case cfg.AttackScale < 0 || math.IsNaN(cfg.AttackScale) || math.IsInf(cfg.AttackScale, 0):
-		return fmt.Errorf("sim: the attack scale must be ≥ 0, got %v", cfg.AttackScale)
+		return p, fmt.Errorf("sim: the attack scale must be ≥ 0, got %v", cfg.AttackScale)
 	}
 	if _, err := parsePartition(cfg.Partition); err != nil {
-		return err
+		return p, err
 	}
-	semi, err := parseSemi(cfg.Semi)
-	if err != nil {
-		return err
+	if p.semi, err = parseSemi(cfg.Semi); err != nil {
+		return p, err
 	}
-	if cfg.SemiBaseline && semi == nil {
-		return fmt.Errorf("sim: a semi-supervised baseline needs a semi-supervised setting")
+	if cfg.SemiBaseline && p.semi == nil {
+		return p, fmt.Errorf("sim: a semi-supervised baseline needs a semi-supervised setting")
 	}
-	if _, err := compute.ResolveSpec(cfg.Model); err != nil {
-		return err
+	if p.spec, err = compute.ResolveSpec(cfg.Model); err != nil {
+		return p, err
 	}
-	return nil
+	return p, nil
 }
 
 // Run runs the simulation until Rounds rounds are committed or Target is reached.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if cfg.TrainDeadline == 0 {
-		cfg.TrainDeadline = DefaultTrainDeadline
-	}
-	strategy, params, err := aggregation.Parse(cfg.Strategy)
+	p, err := cfg.parse()
 	if err != nil {
 		return nil, err
+	}
+	strategy, params, semi, spec := p.strategy, p.params, p.semi, p.spec
+	if cfg.TrainDeadline == 0 {
+		cfg.TrainDeadline = DefaultTrainDeadline
 	}
 	byzantine := int(math.Round(cfg.Byzantine * float64(cfg.Agents)))
 	scale := cfg.AttackScale
@@ -329,10 +342,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	spec, err := compute.ResolveSpec(cfg.Model)
-	if err != nil {
-		return nil, err
-	}
 	dir := cfg.MNISTDir
 	if dir == "" {
 		if dir, err = dataset.MNISTDir(); err != nil {
@@ -340,10 +349,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	train, test, err := dataset.LoadMNIST(dir)
-	if err != nil {
-		return nil, err
-	}
-	semi, err := parseSemi(cfg.Semi)
 	if err != nil {
 		return nil, err
 	}
