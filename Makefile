@@ -33,10 +33,11 @@ test: data
 test-short:
 	$(GO) test ./...
 
-## lint: formatting, vet and staticcheck (fetched through the Go module proxy at a pinned version)
+## lint: go.mod tidy, formatting, vet and staticcheck (fetched through the Go module proxy at a pinned version)
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
