@@ -187,7 +187,7 @@ func Listen(cfg Config) (*Server, error) {
 			st.Close()
 			return nil, fmt.Errorf("listen address %q: %w", addr, err)
 		}
-		uc, err := net.ListenUDP("udp", ua)
+		uc, err := transport.ListenUDP(ua)
 		if err != nil {
 			st.Close()
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)

@@ -249,11 +249,11 @@ func Discard(r io.Reader) { _, _ = io.Copy(io.Discard, r) }
 // NewClientTransport opens a UDP socket on an ephemeral port for dialing: one per
 // client process (agent daemon, admin client), shared by its connections.
 func NewClientTransport() (*quic.Transport, error) {
-	uc, err := net.ListenUDP("udp", &net.UDPAddr{})
+	pc, err := ListenUDP(&net.UDPAddr{})
 	if err != nil {
 		return nil, fmt.Errorf("open UDP socket: %w", err)
 	}
-	return &quic.Transport{Conn: uc}, nil
+	return &quic.Transport{Conn: pc}, nil
 }
 
 // Dial connects to addr over tr with the given TLS configuration and the shared QUIC
