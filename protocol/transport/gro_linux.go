@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"unsafe"
 
@@ -22,73 +21,90 @@ const groBufferSize = 1 << 16
 // traffic class) and the GRO segment size.
 const groOOBSize = 256
 
-// groBuffers are the receive buffers of every groConn in the process: a socket holds
-// one only from the moment the kernel has a datagram for it until quic-go has taken
-// the last segment, so thousands of idle sockets hold none.
-var groBuffers = sync.Pool{New: func() any { return newGROBuffer() }}
+// groBatchSize is how many datagrams (each a coalesced run or a single one) one
+// receive may take: quic-go's own batch.
+const groBatchSize = 8
 
-// groBuffer is one receive: the datagram, its control messages, its sender's address
-// and the recvmsg arguments pointing at them (kept here so a receive allocates nothing).
-type groBuffer struct {
-	data [groBufferSize]byte
-	oob  [groOOBSize]byte
-	name unix.RawSockaddrInet6 // large enough for an IPv4 address too
-	iov  unix.Iovec
-	msg  unix.Msghdr
+// groBatch is one receive of up to groBatchSize datagrams: their bytes, control
+// messages and senders' addresses, and the recvmmsg arguments pointing at them (kept
+// here so that a receive allocates nothing). A socket allocates its batch (≈ 0.5 MiB)
+// at its first receive and keeps it: fedq opens one socket per process or per hundred
+// simulated agents, and a pool shared between sockets would be emptied by every GC,
+// costing a fresh 0.5 MiB at the next receive.
+type groBatch struct {
+	data [groBatchSize][groBufferSize]byte
+	oob  [groBatchSize][groOOBSize]byte
+	name [groBatchSize]unix.RawSockaddrInet6 // large enough for an IPv4 address too
+	iov  [groBatchSize]unix.Iovec
+	hdr  [groBatchSize]mmsghdr
 }
 
-func newGROBuffer() *groBuffer {
-	b := new(groBuffer)
-	b.iov.Base = &b.data[0]
-	b.iov.SetLen(len(b.data))
-	b.msg.Name = (*byte)(unsafe.Pointer(&b.name))
-	b.msg.Iov = &b.iov
-	b.msg.Iovlen = 1
-	b.msg.Control = &b.oob[0]
+// mmsghdr is Linux's struct mmsghdr, which x/sys/unix does not define.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+func newGROBatch() *groBatch {
+	b := new(groBatch)
+	for i := range b.hdr {
+		b.iov[i].Base = &b.data[i][0]
+		b.iov[i].SetLen(groBufferSize)
+		h := &b.hdr[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.name[i]))
+		h.Iov = &b.iov[i]
+		h.Iovlen = 1
+		h.Control = &b.oob[i][0]
+	}
 	return b
 }
 
-// recvmsg receives one datagram (a coalesced run, with GRO) without waiting; it is
-// unix.Recvmsg without its allocations and without the getsockopt that its address
-// conversion makes on every call.
-func (b *groBuffer) recvmsg(fd uintptr) (n, oobn, flags int, err error) {
-	b.msg.Namelen = uint32(unsafe.Sizeof(b.name))
-	b.msg.SetControllen(len(b.oob))
-	b.msg.Flags = 0
-	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&b.msg)), unix.MSG_DONTWAIT)
-	if errno != 0 {
-		return 0, 0, 0, errno
+// recvmmsg receives what the socket has, up to groBatchSize datagrams, without
+// waiting; it returns how many came.
+func (b *groBatch) recvmmsg(fd uintptr) (int, error) {
+	for i := range b.hdr {
+		h := &b.hdr[i].hdr
+		h.Namelen = uint32(unsafe.Sizeof(b.name[i]))
+		h.SetControllen(groOOBSize)
+		h.Flags = 0
+		b.hdr[i].n = 0
 	}
-	return int(r), int(b.msg.Controllen), int(b.msg.Flags), nil
+	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdr[0])), groBatchSize, unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
 }
 
-// sameSender reports whether the datagram in b came from a, so the address quic-go is
-// given can be shared by consecutive datagrams of one peer.
-func (b *groBuffer) sameSender(a *net.UDPAddr) bool {
-	if a == nil || int(b.name.Port) != int(htons(uint16(a.Port))) {
+// sameSender reports whether datagram i came from a, so the address quic-go is given
+// can be shared by consecutive datagrams of one peer.
+func (b *groBatch) sameSender(i int, a *net.UDPAddr) bool {
+	name := &b.name[i]
+	if a == nil || len(a.IP) != net.IPv6len || a.Port != int(ntohs(name.Port)) {
 		return false
 	}
-	switch b.name.Family {
+	switch name.Family {
 	case unix.AF_INET:
-		in4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b.name))
+		in4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(name))
 		ip := a.IP.To4()
-		return ip != nil && len(a.IP) == net.IPv6len && [4]byte(ip) == in4.Addr
+		return ip != nil && [4]byte(ip) == in4.Addr
 	case unix.AF_INET6:
-		return len(a.IP) == net.IPv6len && [16]byte(a.IP) == b.name.Addr && b.name.Scope_id == 0 && a.Zone == ""
+		return [16]byte(a.IP) == name.Addr && name.Scope_id == 0 && a.Zone == ""
 	}
 	return false
 }
 
-// sender returns the datagram's source address.
-func (b *groBuffer) sender() *net.UDPAddr {
-	switch b.name.Family {
+// sender returns datagram i's source address.
+func (b *groBatch) sender(i int) *net.UDPAddr {
+	name := &b.name[i]
+	switch name.Family {
 	case unix.AF_INET:
-		in4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b.name))
-		return &net.UDPAddr{IP: net.IPv4(in4.Addr[0], in4.Addr[1], in4.Addr[2], in4.Addr[3]), Port: int(htons(in4.Port))}
+		in4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(name))
+		return &net.UDPAddr{IP: net.IPv4(in4.Addr[0], in4.Addr[1], in4.Addr[2], in4.Addr[3]), Port: int(ntohs(in4.Port))}
 	case unix.AF_INET6:
-		ua := &net.UDPAddr{IP: append(net.IP(nil), b.name.Addr[:]...), Port: int(htons(b.name.Port))}
-		if b.name.Scope_id != 0 {
-			if ifi, err := net.InterfaceByIndex(int(b.name.Scope_id)); err == nil {
+		ua := &net.UDPAddr{IP: append(net.IP(nil), name.Addr[:]...), Port: int(ntohs(name.Port))}
+		if name.Scope_id != 0 {
+			if ifi, err := net.InterfaceByIndex(int(name.Scope_id)); err == nil {
 				ua.Zone = ifi.Name
 			}
 		}
@@ -97,15 +113,15 @@ func (b *groBuffer) sender() *net.UDPAddr {
 	return &net.UDPAddr{}
 }
 
-// htons swaps a port between network and host byte order (both ways are the same).
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
+// ntohs converts a port from network to host byte order.
+func ntohs(v uint16) uint16 { return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&v))[:]) }
 
 // groConn is a UDP socket that receives with generic receive offload (UDP_GRO): the
 // kernel hands over a run of datagrams from one sender in one piece, with the size of
-// its segments, instead of one datagram per receive. ReadBatch — which quic-go calls
-// in place of its own recvmmsg when the socket offers it — splits the run back into
+// its segments, instead of one datagram per receive, up to groBatchSize at a time. ReadBatch — which quic-go calls
+// in place of its own recvmmsg when the socket offers it — splits the runs back into
 // datagrams. On loopback, where quic-go's GSO sends arrive still coalesced, this saves
-// the kernel segmenting every run and a system call per 8 datagrams.
+// the kernel segmenting every run and the receiver a system call per 8 datagrams.
 //
 // Only quic-go's read loop calls ReadBatch; it is not safe for concurrent use with
 // itself. Everything else is the embedded *net.UDPConn.
@@ -113,20 +129,18 @@ type groConn struct {
 	*net.UDPConn
 	raw syscall.RawConn
 
-	// The run being handed out: buf.data[off:end] is what is left of it, seg the size
-	// of its segments, oob its control messages (GRO's removed), from its sender
-	// (kept after the run, to be reused for the next datagram of the same sender).
-	buf      *groBuffer
-	off, end int
-	seg      int
-	oob      []byte
-	from     *net.UDPAddr
+	// The received batch being handed out: count datagrams, the current one i, of
+	// which data[off:end] is left, in segments of seg, with the control messages oob
+	// (GRO's removed) and the sender from (kept after the batch, to be shared with the
+	// next datagram of the same sender).
+	batch         *groBatch // allocated by the first read
+	count, i      int
+	off, end, seg int
+	oob           []byte
+	from          *net.UDPAddr
 
-	// The ReadBatch in progress, for read.
-	ms     []ipv4.Message
-	n      int
-	rerr   error
-	readFn func(fd uintptr) bool
+	readFn func(fd uintptr) bool // c.read, made once
+	rerr   error                 // read's error
 }
 
 // ListenUDP opens a UDP socket on addr for a quic.Transport, receiving with UDP_GRO
@@ -154,80 +168,84 @@ func ListenUDP(addr *net.UDPAddr) (net.PacketConn, error) {
 // ReadBatch fills ms with received datagrams, at least one, blocking until there is
 // one; quic-go's batch reader interface (the flags are not used).
 func (c *groConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
-	if len(ms) == 0 {
-		return 0, nil
+	for {
+		if n := c.drain(ms); n > 0 || len(ms) == 0 {
+			return n, nil
+		}
+		if err := c.raw.Read(c.readFn); err != nil {
+			return 0, err
+		}
+		if err := c.rerr; err != nil {
+			c.rerr = nil
+			// As x/net's batch reads report it, so that quic-go tells temporary errors apart.
+			return 0, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.NewSyscallError("recvmmsg", err)}
+		}
 	}
-	if c.buf != nil {
-		return c.drain(ms, 0), nil
-	}
-	c.ms, c.n, c.rerr = ms, 0, nil
-	err := c.raw.Read(c.readFn)
-	n, rerr := c.n, c.rerr
-	c.ms, c.rerr = nil, nil
-	if err != nil {
-		return n, err
-	}
-	if rerr != nil && n == 0 {
-		// As x/net's batch reads report it, so quic-go tells temporary errors apart.
-		return 0, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.NewSyscallError("recvmsg", rerr)}
-	}
-	return n, nil
 }
 
-// read is the raw read of ReadBatch (c.readFn): it receives datagrams into c.ms until
-// it is full or the socket has no more, and asks to wait while nothing came.
+// read is the raw read of ReadBatch (c.readFn): it receives a batch, or asks to wait
+// while the socket has nothing.
 func (c *groConn) read(fd uintptr) bool {
-	for c.n < len(c.ms) && c.buf == nil {
-		b := groBuffers.Get().(*groBuffer)
-		size, oobn, flags, err := b.recvmsg(fd)
-		if err != nil {
-			groBuffers.Put(b)
-			switch err {
-			case unix.EAGAIN:
-				return c.n > 0 // nothing more: done if something was read, else wait
-			case unix.EINTR:
-				continue
-			}
-			c.rerr = err
-			return true
-		}
-		if flags&unix.MSG_TRUNC != 0 || size == 0 {
-			groBuffers.Put(b) // cannot happen with a 64 KiB buffer; a datagram of 0 is no QUIC packet
-			continue
-		}
-		if !b.sameSender(c.from) {
-			c.from = b.sender()
-		}
-		c.buf, c.off, c.end, c.seg = b, 0, size, size
-		c.oob = c.oob[:0]
-		if err := c.parseOOB(b.oob[:oobn]); err != nil {
-			groBuffers.Put(b)
-			c.buf = nil
-			c.rerr = err
-			return true
-		}
-		c.n = c.drain(c.ms, c.n)
+	if c.batch == nil {
+		c.batch = newGROBatch()
 	}
-	return true
+	for {
+		n, err := c.batch.recvmmsg(fd)
+		switch err {
+		case nil:
+			c.count, c.i, c.off, c.end = n, -1, 0, 0
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the socket is readable
+		default:
+			c.rerr = err
+			return true
+		}
+	}
 }
 
-// drain copies segments of the pending run into ms from index i and returns the new
-// count, releasing the buffer once the run is all handed out.
-func (c *groConn) drain(ms []ipv4.Message, i int) int {
-	for ; i < len(ms) && c.off < c.end; i++ {
+// drain copies segments of the received batch into ms and returns how many, moving
+// to the batch's next datagram when one is used up.
+func (c *groConn) drain(ms []ipv4.Message) int {
+	n := 0
+	for n < len(ms) {
+		if c.off >= c.end && !c.next() {
+			break
+		}
 		next := min(c.off+c.seg, c.end)
-		m := &ms[i]
-		m.N = copy(m.Buffers[0], c.buf.data[c.off:next])
+		m := &ms[n]
+		m.N = copy(m.Buffers[0], c.batch.data[c.i][c.off:next])
 		m.NN = copy(m.OOB, c.oob)
 		m.Flags = 0
 		m.Addr = c.from
 		c.off = next
+		n++
 	}
-	if c.off >= c.end {
-		groBuffers.Put(c.buf)
-		c.buf = nil
+	return n
+}
+
+// next moves to the batch's next usable datagram, reporting false when there is none.
+func (c *groConn) next() bool {
+	b := c.batch
+	for c.i+1 < c.count {
+		c.i++
+		h := &b.hdr[c.i]
+		if h.hdr.Flags&unix.MSG_TRUNC != 0 || h.n == 0 {
+			continue // cannot happen with 64 KiB buffers; a datagram of 0 is no QUIC packet
+		}
+		c.off, c.end, c.seg = 0, int(h.n), int(h.n)
+		c.oob = c.oob[:0]
+		if err := c.parseOOB(b.oob[c.i][:h.hdr.Controllen]); err != nil {
+			continue // the kernel's control messages do not parse: drop the datagram
+		}
+		if !b.sameSender(c.i, c.from) {
+			c.from = b.sender(c.i)
+		}
+		return true
 	}
-	return i
+	return false
 }
 
 // parseOOB takes the segment size from the control messages and keeps the others for

@@ -106,8 +106,8 @@ func TestGROSplitsCoalescedDatagrams(t *testing.T) {
 			// The first datagram alone: the rest of the run must be waiting in c, as
 			// one coalesced receive, not in the kernel as separate datagrams.
 			got := readAll(t, c, newMessages(1, 1452), 1)
-			if c.buf == nil {
-				t.Fatal("the segments came one receive each: the socket does not coalesce")
+			if c.batch == nil || c.end <= c.seg {
+				t.Fatal("the segments came as separate datagrams: the socket does not coalesce")
 			}
 			got = append(got, readAll(t, c, newMessages(tc.batch, 1452), want)...)
 			if len(got) != want+1 {
@@ -126,27 +126,43 @@ func TestGROSplitsCoalescedDatagrams(t *testing.T) {
 	}
 }
 
-func TestGROSenderAddress(t *testing.T) {
-	c, src := groPair(t, "udp4", net.IPv4(127, 0, 0, 1))
-	for range 2 {
-		if _, err := src.Write([]byte("x")); err != nil {
+func TestGROSendersOfABatch(t *testing.T) {
+	c, a := groPair(t, "udp4", net.IPv4(127, 0, 0, 1))
+	b, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, c.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// 20 small datagrams, alternating in runs between two senders: more than one
+	// receive's batch, so the batch boundary and the sender changes are both crossed.
+	senders := []*net.UDPConn{a, a, a, b, b, a, b, a, a, a, a, a, b, b, b, b, a, b, a, a}
+	for i, s := range senders {
+		if _, err := s.Write([]byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ms := newMessages(1, 1452)
-	var addrs []*net.UDPAddr
-	for range 2 {
-		readAll(t, c, ms, 1)
-		addrs = append(addrs, ms[0].Addr.(*net.UDPAddr))
-	}
-	want := src.LocalAddr().(*net.UDPAddr)
-	for _, a := range addrs {
-		if !a.IP.Equal(want.IP) || a.Port != want.Port {
-			t.Fatalf("sender %v, want %v", a, want)
+	ms := newMessages(3, 1452)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []*net.UDPAddr
+	var payload []byte
+	for len(got) < len(senders) {
+		n, err := c.ReadBatch(ms, 0)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", len(got), err)
+		}
+		for _, m := range ms[:n] {
+			got = append(got, m.Addr.(*net.UDPAddr))
+			payload = append(payload, m.Buffers[0][:m.N]...)
 		}
 	}
-	if addrs[0] != addrs[1] {
-		t.Error("two datagrams of one sender got two addresses; the second should reuse the first")
+	for i, s := range senders {
+		want := s.LocalAddr().(*net.UDPAddr)
+		if !got[i].IP.Equal(want.IP) || got[i].Port != want.Port || payload[i] != byte(i) {
+			t.Fatalf("datagram %d: %q from %v, want %q from %v", i, payload[i], got[i], byte(i), want)
+		}
+		if i > 0 && senders[i] == senders[i-1] && got[i] != got[i-1] {
+			t.Errorf("datagrams %d and %d of one sender got two addresses; the second should share the first", i-1, i)
+		}
 	}
 }
 
