@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -179,14 +180,21 @@ func BenchmarkBroadcast40MBTo10Agents(b *testing.B) {
 // BenchmarkRawQUIC40MB is the comparator for BenchmarkModelDownload40MB: bare quic-go,
 // one stream carrying 40 MiB from a client to a server that hashes it and answers with
 // the SHA-256 (the experiment of ../shared/notes/dependencies.md), with fedq's TLS and
-// QUIC settings but no fedq protocol.
+// QUIC settings and sockets (transport.ListenUDP) but no fedq protocol.
 func BenchmarkRawQUIC40MB(b *testing.B) {
 	dir := b.TempDir()
 	auth, err := ca.Init(dir, ca.InitOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := quic.ListenAddr("127.0.0.1:0", transport.ServerTLS(auth.ServerCert, auth.CAPool()), transport.QUICConfig())
+	pc, err := transport.ListenUDP(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}) // fedq's sockets, as the coordinator's
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Close()
+	qt := &quic.Transport{Conn: pc}
+	defer qt.Close()
+	ln, err := qt.Listen(transport.ServerTLS(auth.ServerCert, auth.CAPool()), transport.QUICConfig())
 	if err != nil {
 		b.Fatal(err)
 	}
