@@ -8,7 +8,16 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
+
+// requestOptions decode infer requests: the JSON v2 decoder (go-json-experiment, the
+// implementation of Go's encoding/json/v2) reads a request once, where encoding/json
+// scans it whole to validate and again to skip each raw field — three quarters of the
+// cost of decoding a single image's request. Names match case-insensitively, as
+// encoding/json did; a member named twice, or text that is not UTF-8, is refused.
+var requestOptions = jsonv2.MatchCaseInsensitiveNames(true)
 
 // Tensor and datatype names of the Open Inference Protocol v2 that fedq models use.
 const (
@@ -130,7 +139,7 @@ func decodeInferBinary(body []byte, headerLen int, input []int, inSize int) (*de
 		body, raw = body[:headerLen], body[headerLen:]
 	}
 	var req InferRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err := jsonv2.Unmarshal(body, &req, requestOptions); err != nil {
 		if headerLen < 0 && bytes.Contains(body, []byte("binary_data_size")) {
 			return nil, badRequest("malformed infer request: %v (binary tensor data needs the %s header)", err, HeaderContentLength)
 		}
@@ -307,7 +316,7 @@ func binaryDataSize(params json.RawMessage) (int, bool, error) {
 	var p struct {
 		Size *int64 `json:"binary_data_size"`
 	}
-	if err := json.Unmarshal(params, &p); err != nil {
+	if err := jsonv2.Unmarshal(params, &p, requestOptions); err != nil {
 		return 0, false, badRequest("input parameters: %v", err)
 	}
 	if p.Size == nil {
