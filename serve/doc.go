@@ -25,7 +25,8 @@
 // back to the same float32, so a client gets exactly what the model computed. Versions are
 // fedq version numbers in decimal ("0" for a file that carries none); a request for a
 // version other than the one being served is answered 404. Errors are answered as the
-// protocol says, {"error": "message"}: 400 for malformed JSON, a wrong input name, shape
+// protocol says, {"error": "message"}: 400 for malformed JSON (a member named twice and
+// text that is not UTF-8 included; names match in any case), a wrong input name, shape
 // or datatype, or a value that is not a finite float32 (NaN, Inf, or out of range); 404
 // for an unknown model or version; 413 for a body over Options.MaxBody; 429 for a client
 // over its rate limit; 503 before a model is loaded or when its queue is full.
