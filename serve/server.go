@@ -1,11 +1,11 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,6 +87,38 @@ type Server struct {
 	mu     sync.RWMutex
 	models map[string]*slot
 	closed bool
+
+	bodies sync.Pool // *bytes.Buffer: request bodies, reused once decoded
+}
+
+// maxPooledBody is the largest request buffer kept for reuse; a bigger one (a large
+// batch) is left to the garbage collector rather than held by the pool.
+const maxPooledBody = 1 << 20
+
+// readBody reads a request body of at most limit bytes into a pooled buffer, sized
+// from Content-Length when the client sent one; putBody returns it once the request is
+// decoded (nothing decoded refers to it).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (*bytes.Buffer, error) {
+	buf, _ := s.bodies.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	if n := r.ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free to read the EOF without growing
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		s.putBody(buf)
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (s *Server) putBody(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBody {
+		s.bodies.Put(buf)
+	}
 }
 
 // slot is a model name and the version it serves now.
@@ -341,7 +373,15 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "model %q has no version %q loaded (it serves version %s)", name, v, version)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
+	headerLen := -1
+	if h := r.Header.Get(HeaderContentLength); h != "" {
+		var err error
+		if headerLen, err = strconv.Atoi(h); err != nil || headerLen < 0 {
+			writeError(w, http.StatusBadRequest, "%s %q is not a byte count", HeaderContentLength, h)
+			return
+		}
+	}
+	body, err := s.readBody(w, r, s.opt.MaxBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -358,14 +398,8 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 			in.coming.Add(-1)
 		}
 	}()
-	headerLen := -1
-	if h := r.Header.Get(HeaderContentLength); h != "" {
-		if headerLen, err = strconv.Atoi(h); err != nil || headerLen < 0 {
-			writeError(w, http.StatusBadRequest, "%s %q is not a byte count", HeaderContentLength, h)
-			return
-		}
-	}
-	d, err := decodeInferBinary(body, headerLen, in.model.Net.Spec().Input, in.inSize)
+	d, err := decodeInferBinary(body.Bytes(), headerLen, in.model.Net.Spec().Input, in.inSize)
+	s.putBody(body)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {

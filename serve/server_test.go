@@ -284,16 +284,23 @@ func TestDynamicBatching(t *testing.T) {
 }
 
 // Without help, concurrent clients still get batches larger than one: requests that
-// arrive during a forward pass form the next batch.
+// arrive during a forward pass form the next batch. Each client sends its own image
+// and must get exactly its own logits back (request buffers are reused between
+// requests; nothing decoded may point into them).
 func TestConcurrentClientsBatch(t *testing.T) {
 	spec, _ := compute.BuiltinSpec("2nn")
-	m, _ := model(t, spec, 1, 1)
+	m, ref := model(t, spec, 1, 1)
 	s := New(Options{Logger: quietLogger(), MaxWait: 20 * time.Millisecond})
 	if err := s.Swap("m", m); err != nil {
 		t.Fatal(err)
 	}
 	url := startServer(t, s)
-	body := inferBody(inputs(1, 784, 1), 1, []int{1, 28, 28}, "")
+	const clients = 16
+	bodies, wants := make([][]byte, clients), make([][]float32, clients)
+	for c := range clients {
+		x := inputs(1, 784, uint64(c+1))
+		bodies[c], wants[c] = inferBody(x, 1, []int{1, 28, 28}, ""), slices.Clone(ref.Forward(x, 1, false)) // Forward reuses its output
+	}
 	var largest atomic.Int64
 	in := s.slot("m").cur.Load()
 	in.observe = func(n int) { // before any request: the batcher reads it after the first
@@ -305,11 +312,16 @@ func TestConcurrentClientsBatch(t *testing.T) {
 		}
 	}
 	var wg sync.WaitGroup
-	for range 16 {
+	for c := range clients {
 		wg.Go(func() {
 			for range 20 {
-				if code, resp, err := post(http.DefaultClient, url+"/v2/models/m/infer", body); err != nil || code != 200 {
+				code, resp, err := post(http.DefaultClient, url+"/v2/models/m/infer", bodies[c])
+				if err != nil || code != 200 {
 					t.Errorf("infer: %d %+v %v", code, resp, err)
+					return
+				}
+				if logits, _ := resp.output(t, LogitsName); !slices.Equal(logits, wants[c]) {
+					t.Errorf("client %d got logits %v, want its own %v", c, logits, wants[c])
 					return
 				}
 			}
