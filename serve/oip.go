@@ -291,14 +291,14 @@ func decodeFP32(data []byte, want int) ([]float32, error) {
 			for j < len(data) && isNumberByte(data[j]) {
 				j++
 			}
-			v, err := strconv.ParseFloat(string(data[i:j]), 32)
-			if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+			v, err := parseFP32(data[i:j])
+			if err != nil {
 				return nil, fmt.Errorf("%q at offset %d is not a finite float32", data[i:j], i)
 			}
 			if len(out) == want {
 				return nil, fmt.Errorf("more values than the shape's %d", want)
 			}
-			out = append(out, float32(v))
+			out = append(out, v)
 			i = j
 			expectValue, afterOpen = false, false
 		default:
