@@ -118,10 +118,11 @@ func ntohs(v uint16) uint16 { return binary.BigEndian.Uint16((*[2]byte)(unsafe.P
 
 // groConn is a UDP socket that receives with generic receive offload (UDP_GRO): the
 // kernel hands over a run of datagrams from one sender in one piece, with the size of
-// its segments, instead of one datagram per receive, up to groBatchSize at a time. ReadBatch — which quic-go calls
-// in place of its own recvmmsg when the socket offers it — splits the runs back into
-// datagrams. On loopback, where quic-go's GSO sends arrive still coalesced, this saves
-// the kernel segmenting every run and the receiver a system call per 8 datagrams.
+// its segments, instead of one datagram per receive slot, and up to groBatchSize runs
+// or datagrams at a time. ReadBatch — which quic-go calls in place of its own recvmmsg
+// when the socket offers it — splits the runs back into datagrams. On loopback, where
+// quic-go's GSO sends arrive still coalesced, this saves the kernel segmenting every
+// run and the receiver most of its system calls.
 //
 // Only quic-go's read loop calls ReadBatch; it is not safe for concurrent use with
 // itself. Everything else is the embedded *net.UDPConn.
