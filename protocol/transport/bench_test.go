@@ -31,9 +31,14 @@ func cpuTime(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// benchConns returns a connected pair of QUIC connections over loopback, with the
+// benchConns returns a connected pair of QUIC connections over IPv4 loopback, with the
 // settings both fedq sides use and mutual TLS.
-func benchConns(b *testing.B) (client, server *quic.Conn) {
+func benchConns(b testing.TB) (client, server *quic.Conn) {
+	return loopbackConns(b, net.IPv4(127, 0, 0, 1))
+}
+
+// loopbackConns is benchConns on the loopback address ip (127.0.0.1 or ::1).
+func loopbackConns(b testing.TB, ip net.IP) (client, server *quic.Conn) {
 	caKey, sk, ck := benchKey(b), benchKey(b), benchKey(b)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"}, NotBefore: time.Now().Add(-time.Hour),
 		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
@@ -51,7 +56,7 @@ func benchConns(b *testing.B) (client, server *quic.Conn) {
 		return tls.Certificate{Certificate: [][]byte{benchCert(b, tmpl, caCert, key, caKey), caDER}, PrivateKey: key}
 	}
 	srv := ServerTLS(leaf(2, "coordinator", "", sk), pool)
-	pc, err := ListenUDP(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	pc, err := ListenUDP(&net.UDPAddr{IP: ip})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,7 +95,7 @@ func benchConns(b *testing.B) (client, server *quic.Conn) {
 	return client, server
 }
 
-func benchKey(b *testing.B) *ecdsa.PrivateKey {
+func benchKey(b testing.TB) *ecdsa.PrivateKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		b.Fatal(err)
@@ -98,7 +103,7 @@ func benchKey(b *testing.B) *ecdsa.PrivateKey {
 	return k
 }
 
-func benchCert(b *testing.B, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) []byte {
+func benchCert(b testing.TB, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) []byte {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
 	if err != nil {
 		b.Fatal(err)
