@@ -150,10 +150,12 @@ func (b *Blobs) read(h protocol.Hash, n int, fn func(chunk []float32, off int)) 
 	}
 	defer f.Close()
 	hash := sha256.New()
-	vals := make([]float32, blobChunk/4)
+	// A chunk, or the whole blob when it is smaller: a fresh megabyte for a model of a
+	// thousand values cost more than the rest of a round's commit (page faults).
+	vals := make([]float32, max(1, min(blobChunk/4, n)))
 	raw, native := protocol.LittleEndianBytes(vals)
 	if !native {
-		raw = make([]byte, blobChunk)
+		raw = make([]byte, 4*len(vals))
 	}
 	for off := 0; off < n; {
 		k := min(n-off, len(vals))

@@ -173,3 +173,24 @@ func BenchmarkBlobs40MB(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBlobsAddTo4KB is a small model's commit reading its base: the chunk buffer
+// is sized to the blob, not a megabyte per call.
+func BenchmarkBlobsAddTo4KB(b *testing.B) {
+	blobs, err := OpenBlobs(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := testWeights(1000)
+	h, err := blobs.Put(w)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, len(w))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := blobs.AddTo(h, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
