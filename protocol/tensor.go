@@ -403,10 +403,7 @@ func (tw *TensorWriter) WriteRaw(w io.Writer, layout []TensorInfo, meta map[stri
 	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("protocol: writing tensor header: %w", err)
 	}
-	if tw.chunk == nil {
-		tw.chunk = make([]uint32, tw.lim.ChunkSize/4)
-	}
-	buf := asBytes(tw.chunk)
+	buf := chunkFor(&tw.chunk, tw.lim.ChunkSize, hdr.TotalBytes)
 	for left := hdr.TotalBytes; left > 0; {
 		p := buf[:min(uint64(len(buf)), left)]
 		if _, err := io.ReadFull(data, p); err != nil {
@@ -487,10 +484,7 @@ func (tw *TensorWriter) writeData(w io.Writer, b []byte, hash bool) error {
 		}
 		return nil
 	}
-	if tw.chunk == nil {
-		tw.chunk = make([]uint32, cs/4)
-	}
-	out := asBytes(tw.chunk)
+	out := chunkFor(&tw.chunk, cs, uint64(len(b)))
 	for off := 0; off < len(b); off += cs {
 		end := min(off+cs, len(b))
 		src := unsafe.Slice((*uint32)(unsafe.Pointer(&b[off])), (end-off)/4)
@@ -702,10 +696,20 @@ func (tr *TensorReader) begin(want DType) (TensorInfo, error) {
 
 // chunkBuf returns the reusable chunk buffer.
 func (tr *TensorReader) chunkBuf() []uint32 {
-	if tr.chunk == nil {
-		tr.chunk = make([]uint32, tr.lim.ChunkSize/4)
-	}
+	chunkFor(&tr.chunk, tr.lim.ChunkSize, tr.hdr.TotalBytes)
 	return tr.chunk
+}
+
+// chunkFor returns *chunk as bytes, allocating it first if it holds less than a chunk
+// of size bytes or the n bytes a stream carries, whichever is smaller: a stream of a
+// small model (a few kilobytes, the common case of a round's offers and downloads)
+// does not pay for a whole chunk of zeroed memory.
+func chunkFor(chunk *[]uint32, size int, n uint64) []byte {
+	want := int(min(uint64(size), n+3) / 4) // size is a multiple of 4
+	if len(*chunk) < want {
+		*chunk = make([]uint32, want)
+	}
+	return asBytes(*chunk)
 }
 
 // fill reads exactly len(p) tensor bytes into p and hashes them.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -568,5 +569,43 @@ func TestWriteRaw(t *testing.T) {
 	err = NewTensorWriter(Limits{}).WriteRaw(io.Discard, layout, nil, sum, bytes.NewReader(raw[:len(raw)-4]))
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("short data: %v", err)
+	}
+}
+
+// One writer and one reader configuration serve streams of growing sizes: the chunk
+// buffer, sized to the first (small) stream, grows for the larger ones.
+func TestChunkBufferGrows(t *testing.T) {
+	tw := NewTensorWriter(Limits{ChunkSize: 64 << 10})
+	for _, n := range []int{1, 3, 1000, 40000, 2} {
+		src := make([]float32, n)
+		for i := range src {
+			src[i] = float32(i) - 0.5
+		}
+		layout := []TensorInfo{{Name: "w", DType: DTypeF32, Shape: []int{n}}}
+		raw := make([]byte, 0, 4*n)
+		for _, v := range src {
+			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
+		}
+		var stream bytes.Buffer
+		if err := tw.WriteRaw(&stream, layout, nil, HashWeights(src), bytes.NewReader(raw)); err != nil {
+			t.Fatalf("%d values: %v", n, err)
+		}
+		tr, err := NewTensorReader(&stream, Limits{ChunkSize: 64 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []float32
+		if err := tr.ReadFunc(func(c []float32, _ int) error { got = append(got, c...); return nil }); err != nil {
+			t.Fatalf("%d values: %v", n, err)
+		}
+		if err := tr.Finish(); err != nil {
+			t.Fatalf("%d values: %v", n, err)
+		}
+		if !slices.Equal(got, src) {
+			t.Fatalf("%d values: read back other values", n)
+		}
+		if want := min(64<<10, 4*n); 4*len(tw.chunk) < want || (n == 1 && 4*len(tw.chunk) != 4) {
+			t.Fatalf("after %d values the chunk buffer holds %d bytes, want at least %d (and 4 for the first stream)", n, 4*len(tw.chunk), want)
+		}
 	}
 }
