@@ -205,7 +205,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if tr, err = transport.NewClientTransport(); err != nil {
 			return err
 		}
-		defer tr.Close()
+		defer transport.CloseTransport(tr)
 	}
 	attempt := 0
 	for {

@@ -136,7 +136,7 @@ func Enroll(ctx context.Context, dir, token string, opt EnrollOptions) (*Identit
 	if err != nil {
 		return nil, err
 	}
-	defer tr.Close()
+	defer transport.CloseTransport(tr)
 	dctx, cancel := context.WithTimeout(ctx, transport.HandshakeTimeout)
 	defer cancel()
 	conn, err := transport.Dial(dctx, tr, addr, transport.PinnedTLS(tok.CAHash))

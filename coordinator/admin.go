@@ -428,7 +428,7 @@ func DialAdmin(ctx context.Context, dir, addr string) (*AdminClient, error) {
 	defer cancel()
 	conn, err := transport.Dial(dctx, tr, addr, transport.ClientTLS(cd.CA, cd.Cert))
 	if err != nil {
-		_ = tr.Close()
+		_ = transport.CloseTransport(tr)
 		return nil, fmt.Errorf("connect to coordinator at %s: %w", addr, err)
 	}
 	return &AdminClient{tr: tr, conn: conn, SigningKey: cd.SigningKey}, nil
@@ -501,7 +501,7 @@ func (c *AdminClient) Call(ctx context.Context, method string, req, resp any) er
 // Close closes the connection.
 func (c *AdminClient) Close() error {
 	transport.Close(c.conn, nil)
-	return c.tr.Close()
+	return transport.CloseTransport(c.tr)
 }
 
 // Agents lists the enrolled agents (MethodAgentsList), ordered by ID.

@@ -362,7 +362,7 @@ func TestWrongALPNIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
+	defer transport.CloseTransport(tr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err = transport.Dial(ctx, tr, c.addr, tc)
@@ -430,7 +430,7 @@ func TestThousandAgents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
+	defer transport.CloseTransport(tr)
 	var connected atomic.Int64
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())

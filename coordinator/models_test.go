@@ -223,7 +223,7 @@ func BenchmarkRawQUIC40MB(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer tr.Close()
+	defer transport.CloseTransport(tr)
 	conn, err := transport.Dial(context.Background(), tr, ln.Addr().String(), transport.ClientTLS(auth.CACert, tls.Certificate{}))
 	if err != nil {
 		b.Fatal(err)

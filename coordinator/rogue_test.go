@@ -31,7 +31,7 @@ func dialRogue(t *testing.T, c *cluster, id *agent.Identity, dataset string) *ro
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tr.Close() })
+	t.Cleanup(func() { transport.CloseTransport(tr) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := transport.Dial(ctx, tr, c.addr, transport.ClientTLS(id.CA, id.Cert))

@@ -173,7 +173,7 @@ func runBenchAgents(c *cli.Context) error {
 	var transports []*quic.Transport
 	defer func() {
 		for _, tr := range transports {
-			tr.Close()
+			_ = transport.CloseTransport(tr)
 		}
 	}()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))

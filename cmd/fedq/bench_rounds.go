@@ -120,7 +120,7 @@ func runBenchRounds(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer tr.Close()
+	defer transport.CloseTransport(tr)
 	actx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()

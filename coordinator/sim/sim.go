@@ -457,7 +457,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var trs []*quic.Transport
 	defer func() {
 		for _, tr := range trs {
-			tr.Close()
+			_ = transport.CloseTransport(tr)
 		}
 	}()
 	for i, idx := range parts {

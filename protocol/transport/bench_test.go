@@ -71,7 +71,7 @@ func loopbackConns(b testing.TB, ip net.IP) (client, server *quic.Conn) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { tr.Close() })
+	b.Cleanup(func() { CloseTransport(tr) })
 	cli := ClientTLS(caCert, leaf(3, "agent-1", RoleAgent, ck))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

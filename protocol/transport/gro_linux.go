@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -25,12 +26,16 @@ const groOOBSize = 256
 // receive may take: quic-go's own batch.
 const groBatchSize = 8
 
+// groBatches holds the receive batches of sockets that stopped reading, for the next
+// socket: short-lived sockets (an enrollment, an admin command) reuse them instead of
+// zeroing half a megabyte each.
+var groBatches = sync.Pool{New: func() any { return newGROBatch() }}
+
 // groBatch is one receive of up to groBatchSize datagrams: their bytes, control
 // messages and senders' addresses, and the recvmmsg arguments pointing at them (kept
-// here so that a receive allocates nothing). A socket allocates its batch (≈ 0.5 MiB)
-// at its first receive and keeps it: fedq opens one socket per process or per hundred
-// simulated agents, and a pool shared between sockets would be emptied by every GC,
-// costing a fresh 0.5 MiB at the next receive.
+// here so that a receive allocates nothing). A socket takes its batch (≈ 0.5 MiB) at
+// its first receive and keeps it until its reads stop (closed, or a deadline) —
+// taking one per receive from groBatches cost a fresh 0.5 MiB after every GC.
 type groBatch struct {
 	data [groBatchSize][groBufferSize]byte
 	oob  [groBatchSize][groOOBSize]byte
@@ -134,7 +139,7 @@ type groConn struct {
 	// which data[off:end] is left, in segments of seg, with the control messages oob
 	// (GRO's removed) and the sender from (kept after the batch, to be shared with the
 	// next datagram of the same sender).
-	batch         *groBatch // allocated by the first read
+	batch         *groBatch // taken by the first read, given back when the socket is closed
 	count, i      int
 	off, end, seg int
 	oob           []byte
@@ -174,6 +179,13 @@ func (c *groConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 			return n, nil
 		}
 		if err := c.raw.Read(c.readFn); err != nil {
+			// Closed, or a deadline (quic.Transport.Close sets one to stop reading a
+			// socket it did not open): the batch is drained, and only this goroutine
+			// uses it, so it goes back for another socket; a later read takes one again.
+			if c.batch != nil {
+				groBatches.Put(c.batch)
+				c.batch, c.count, c.i, c.off, c.end = nil, 0, 0, 0, 0
+			}
 			return 0, err
 		}
 		if err := c.rerr; err != nil {
@@ -188,7 +200,7 @@ func (c *groConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 // while the socket has nothing.
 func (c *groConn) read(fd uintptr) bool {
 	if c.batch == nil {
-		c.batch = newGROBatch()
+		c.batch = groBatches.Get().(*groBatch)
 	}
 	for {
 		n, err := c.batch.recvmmsg(fd)

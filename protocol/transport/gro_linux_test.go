@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 	"unsafe"
@@ -232,5 +233,30 @@ func TestQUICOverGRO(t *testing.T) {
 				t.Fatalf("echoed %d bytes, not the %d sent", len(got), len(payload))
 			}
 		})
+	}
+}
+
+// CloseTransport closes a client transport's socket: quic.Transport.Close alone leaves
+// open a socket it was given, one file descriptor per enrollment or admin command.
+func TestCloseTransportClosesSocket(t *testing.T) {
+	fds := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		return len(entries)
+	}
+	before := fds()
+	for range 20 {
+		tr, err := NewClientTransport()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CloseTransport(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := fds(); after > before {
+		t.Fatalf("%d file descriptors open before 20 client transports, %d after closing them", before, after)
 	}
 }

@@ -252,13 +252,23 @@ func EndRead(s *quic.Stream) {
 func Discard(r io.Reader) { _, _ = io.Copy(io.Discard, r) }
 
 // NewClientTransport opens a UDP socket on an ephemeral port for dialing: one per
-// client process (agent daemon, admin client), shared by its connections.
+// client process (agent daemon, admin client), shared by its connections. Close it
+// with CloseTransport: quic.Transport.Close leaves open a socket it was given.
 func NewClientTransport() (*quic.Transport, error) {
 	pc, err := ListenUDP(&net.UDPAddr{})
 	if err != nil {
 		return nil, fmt.Errorf("open UDP socket: %w", err)
 	}
 	return &quic.Transport{Conn: pc}, nil
+}
+
+// CloseTransport closes tr — its connections, its reading — and then its socket.
+func CloseTransport(tr *quic.Transport) error {
+	err := tr.Close()
+	if cerr := tr.Conn.Close(); err == nil && !errors.Is(cerr, net.ErrClosed) {
+		err = cerr
+	}
+	return err
 }
 
 // Dial connects to addr over tr with the given TLS configuration and the shared QUIC
