@@ -705,7 +705,7 @@ func (tr *TensorReader) chunkBuf() []uint32 {
 // small model (a few kilobytes, the common case of a round's offers and downloads)
 // does not pay for a whole chunk of zeroed memory.
 func chunkFor(chunk *[]uint32, size int, n uint64) []byte {
-	want := int(min(uint64(size), n+3) / 4) // size is a multiple of 4
+	want := (int(min(uint64(size), n)) + 3) / 4 // size is a multiple of 4
 	if len(*chunk) < want {
 		*chunk = make([]uint32, want)
 	}
