@@ -6,10 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"os"
 	"sync"
-	"syscall"
-	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -29,97 +26,21 @@ const groBatchSize = 8
 // groBatches holds the receive batches of sockets that stopped reading, for the next
 // socket: short-lived sockets (an enrollment, an admin command) reuse them instead of
 // zeroing half a megabyte each.
-var groBatches = sync.Pool{New: func() any { return newGROBatch() }}
+var groBatches = sync.Pool{New: func() any { b := newGROBatch(); return &b }}
 
-// groBatch is one receive of up to groBatchSize datagrams: their bytes, control
-// messages and senders' addresses, and the recvmmsg arguments pointing at them (kept
-// here so that a receive allocates nothing). A socket takes its batch (≈ 0.5 MiB) at
-// its first receive and keeps it until its reads stop (closed, or a deadline) —
-// taking one per receive from groBatches cost a fresh 0.5 MiB after every GC.
-type groBatch struct {
-	data [groBatchSize][groBufferSize]byte
-	oob  [groBatchSize][groOOBSize]byte
-	name [groBatchSize]unix.RawSockaddrInet6 // large enough for an IPv4 address too
-	iov  [groBatchSize]unix.Iovec
-	hdr  [groBatchSize]mmsghdr
-}
-
-// mmsghdr is Linux's struct mmsghdr, which x/sys/unix does not define.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-}
-
-func newGROBatch() *groBatch {
-	b := new(groBatch)
-	for i := range b.hdr {
-		b.iov[i].Base = &b.data[i][0]
-		b.iov[i].SetLen(groBufferSize)
-		h := &b.hdr[i].hdr
-		h.Name = (*byte)(unsafe.Pointer(&b.name[i]))
-		h.Iov = &b.iov[i]
-		h.Iovlen = 1
-		h.Control = &b.oob[i][0]
+// newGROBatch returns messages for one receive of up to groBatchSize datagrams, each
+// with room for a whole coalesced run and its control messages. A socket takes its
+// batch (≈ 0.5 MiB) at its first receive and keeps it until its reads stop (closed,
+// or a deadline) — taking one per receive from groBatches cost a fresh 0.5 MiB after
+// every GC.
+func newGROBatch() []ipv4.Message {
+	ms := make([]ipv4.Message, groBatchSize)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, groBufferSize)}
+		ms[i].OOB = make([]byte, groOOBSize)
 	}
-	return b
+	return ms
 }
-
-// recvmmsg receives what the socket has, up to groBatchSize datagrams, without
-// waiting; it returns how many came.
-func (b *groBatch) recvmmsg(fd uintptr) (int, error) {
-	for i := range b.hdr {
-		h := &b.hdr[i].hdr
-		h.Namelen = uint32(unsafe.Sizeof(b.name[i]))
-		h.SetControllen(groOOBSize)
-		h.Flags = 0
-		b.hdr[i].n = 0
-	}
-	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdr[0])), groBatchSize, unix.MSG_DONTWAIT, 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(r), nil
-}
-
-// sameSender reports whether datagram i came from a, so the address quic-go is given
-// can be shared by consecutive datagrams of one peer.
-func (b *groBatch) sameSender(i int, a *net.UDPAddr) bool {
-	name := &b.name[i]
-	if a == nil || len(a.IP) != net.IPv6len || a.Port != int(ntohs(name.Port)) {
-		return false
-	}
-	switch name.Family {
-	case unix.AF_INET:
-		in4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(name))
-		ip := a.IP.To4()
-		return ip != nil && [4]byte(ip) == in4.Addr
-	case unix.AF_INET6:
-		return [16]byte(a.IP) == name.Addr && name.Scope_id == 0 && a.Zone == ""
-	}
-	return false
-}
-
-// sender returns datagram i's source address.
-func (b *groBatch) sender(i int) *net.UDPAddr {
-	name := &b.name[i]
-	switch name.Family {
-	case unix.AF_INET:
-		in4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(name))
-		return &net.UDPAddr{IP: net.IPv4(in4.Addr[0], in4.Addr[1], in4.Addr[2], in4.Addr[3]), Port: int(ntohs(in4.Port))}
-	case unix.AF_INET6:
-		ua := &net.UDPAddr{IP: append(net.IP(nil), name.Addr[:]...), Port: int(ntohs(name.Port))}
-		if name.Scope_id != 0 {
-			if ifi, err := net.InterfaceByIndex(int(name.Scope_id)); err == nil {
-				ua.Zone = ifi.Name
-			}
-		}
-		return ua
-	}
-	return &net.UDPAddr{}
-}
-
-// ntohs converts a port from network to host byte order.
-func ntohs(v uint16) uint16 { return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&v))[:]) }
 
 // groConn is a UDP socket that receives with generic receive offload (UDP_GRO): the
 // kernel hands over a run of datagrams from one sender in one piece, with the size of
@@ -133,20 +54,17 @@ func ntohs(v uint16) uint16 { return binary.BigEndian.Uint16((*[2]byte)(unsafe.P
 // itself. Everything else is the embedded *net.UDPConn.
 type groConn struct {
 	*net.UDPConn
-	raw syscall.RawConn
+	pc *ipv4.PacketConn // x/net's batched reads (recvmmsg) of the same socket
 
 	// The received batch being handed out: count datagrams, the current one i, of
 	// which data[off:end] is left, in segments of seg, with the control messages oob
 	// (GRO's removed) and the sender from (kept after the batch, to be shared with the
 	// next datagram of the same sender).
-	batch         *groBatch // taken by the first read, given back when the socket is closed
+	batch         []ipv4.Message // taken by the first read, given back when reads stop
 	count, i      int
 	off, end, seg int
 	oob           []byte
 	from          *net.UDPAddr
-
-	readFn func(fd uintptr) bool // c.read, made once
-	rerr   error                 // read's error
 }
 
 // ListenUDP opens a UDP socket on addr for a quic.Transport, receiving with UDP_GRO
@@ -166,9 +84,7 @@ func ListenUDP(addr *net.UDPAddr) (net.PacketConn, error) {
 	}); err != nil || serr != nil {
 		return uc, nil // no GRO: quic-go's own batched reads
 	}
-	c := &groConn{UDPConn: uc, raw: raw}
-	c.readFn = c.read
-	return c, nil
+	return &groConn{UDPConn: uc, pc: ipv4.NewPacketConn(uc)}, nil
 }
 
 // ReadBatch fills ms with received datagrams, at least one, blocking until there is
@@ -178,44 +94,20 @@ func (c *groConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 		if n := c.drain(ms); n > 0 || len(ms) == 0 {
 			return n, nil
 		}
-		if err := c.raw.Read(c.readFn); err != nil {
+		if c.batch == nil {
+			c.batch = *groBatches.Get().(*[]ipv4.Message)
+		}
+		n, err := c.pc.ReadBatch(c.batch, 0)
+		if err != nil {
 			// Closed, or a deadline (quic.Transport.Close sets one to stop reading a
 			// socket it did not open): the batch is drained, and only this goroutine
 			// uses it, so it goes back for another socket; a later read takes one again.
-			if c.batch != nil {
-				groBatches.Put(c.batch)
-				c.batch, c.count, c.i, c.off, c.end = nil, 0, 0, 0, 0
-			}
+			b := c.batch
+			groBatches.Put(&b)
+			c.batch, c.count, c.i, c.off, c.end = nil, 0, 0, 0, 0
 			return 0, err
 		}
-		if err := c.rerr; err != nil {
-			c.rerr = nil
-			// As x/net's batch reads report it, so that quic-go tells temporary errors apart.
-			return 0, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.NewSyscallError("recvmmsg", err)}
-		}
-	}
-}
-
-// read is the raw read of ReadBatch (c.readFn): it receives a batch, or asks to wait
-// while the socket has nothing.
-func (c *groConn) read(fd uintptr) bool {
-	if c.batch == nil {
-		c.batch = groBatches.Get().(*groBatch)
-	}
-	for {
-		n, err := c.batch.recvmmsg(fd)
-		switch err {
-		case nil:
-			c.count, c.i, c.off, c.end = n, -1, 0, 0
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false // wait until the socket is readable
-		default:
-			c.rerr = err
-			return true
-		}
+		c.count, c.i, c.off, c.end = n, -1, 0, 0
 	}
 }
 
@@ -229,7 +121,7 @@ func (c *groConn) drain(ms []ipv4.Message) int {
 		}
 		next := min(c.off+c.seg, c.end)
 		m := &ms[n]
-		m.N = copy(m.Buffers[0], c.batch.data[c.i][c.off:next])
+		m.N = copy(m.Buffers[0], c.batch[c.i].Buffers[0][c.off:next])
 		m.NN = copy(m.OOB, c.oob)
 		m.Flags = 0
 		m.Addr = c.from
@@ -241,20 +133,20 @@ func (c *groConn) drain(ms []ipv4.Message) int {
 
 // next moves to the batch's next usable datagram, reporting false when there is none.
 func (c *groConn) next() bool {
-	b := c.batch
 	for c.i+1 < c.count {
 		c.i++
-		h := &b.hdr[c.i]
-		if h.hdr.Flags&unix.MSG_TRUNC != 0 || h.n == 0 {
+		m := &c.batch[c.i]
+		from, ok := m.Addr.(*net.UDPAddr)
+		if m.Flags&unix.MSG_TRUNC != 0 || m.N == 0 || !ok {
 			continue // cannot happen with 64 KiB buffers; a datagram of 0 is no QUIC packet
 		}
-		c.off, c.end, c.seg = 0, int(h.n), int(h.n)
+		c.off, c.end, c.seg = 0, m.N, m.N
 		c.oob = c.oob[:0]
-		if err := c.parseOOB(b.oob[c.i][:h.hdr.Controllen]); err != nil {
+		if err := c.parseOOB(m.OOB[:m.NN]); err != nil {
 			continue // the kernel's control messages do not parse: drop the datagram
 		}
-		if !b.sameSender(c.i, c.from) {
-			c.from = b.sender(c.i)
+		if c.from == nil || from.Port != c.from.Port || !from.IP.Equal(c.from.IP) || from.Zone != c.from.Zone {
+			c.from = from // else keep sharing the address of the sender's last datagram
 		}
 		return true
 	}
