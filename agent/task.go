@@ -320,6 +320,7 @@ func (d *Daemon) upload(ctx context.Context, hdr *protocol.UpdateHeader, tensors
 	defer stop()
 	// The coordinator may refuse at once (stale base, closed round): its Error frame
 	// then arrives while we write, and our writes fail; read the verdict either way.
+	before, start := conn.ConnectionStats(), time.Now()
 	writeErr := func() error {
 		if err := protocol.WriteMessage(st, hdr); err != nil {
 			return err
@@ -338,6 +339,10 @@ func (d *Daemon) upload(ctx context.Context, hdr *protocol.UpdateHeader, tensors
 	transport.EndRead(st)
 	switch m := m.(type) {
 	case *protocol.UpdateAck:
+		after := conn.ConnectionStats()
+		d.log.Debug("update sent", "task", hdr.TaskID, "seconds", time.Since(start).Seconds(),
+			"congestion_window", after.CongestionWindow, "smoothed_rtt", after.SmoothedRTT,
+			"packets_sent", after.PacketsSent-before.PacketsSent, "packets_lost", after.PacketsLost-before.PacketsLost)
 		return nil
 	case *protocol.Error:
 		return m

@@ -591,6 +591,7 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 		return failed(protocol.NewError(protocol.CodeInvalid, "an update trained on no examples"))
 	}
 	var buf []float32
+	waited := time.Now()
 	select {
 	case buf = <-tm.staging:
 	case <-ctx.Done():
@@ -605,12 +606,15 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 	if err != nil {
 		return failed(err)
 	}
+	reading := time.Now()
 	if err := protocol.ReadParams(tr, tm.layout, buf); err != nil {
 		return failed(err)
 	}
 	if err := tr.Finish(); err != nil {
 		return failed(err)
 	}
+	r.log.Debug("update read", "agent", agent, "task", hdr.TaskID, "round", hdr.Round,
+		"staging_wait_seconds", reading.Sub(waited).Seconds(), "read_seconds", time.Since(reading).Seconds())
 	if err := aggregation.CheckUpdate(buf, tm.size); err != nil {
 		return failed(protocol.NewError(protocol.CodeInvalid, "%v", err))
 	}

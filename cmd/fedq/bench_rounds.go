@@ -43,7 +43,7 @@ coordinator's peak resident memory against the model's size.`,
 			&cli.StringFlag{Name: "coordinator-profile", Usage: "write the coordinator's CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
 			&cli.StringFlag{Name: "agents-profile", Usage: "write the agents' (this process's) CPU and heap profiles to PREFIX.cpu and PREFIX.heap"},
 			&cli.BoolFlag{Name: "dashboard", Usage: "serve the coordinator's dashboard (--http) and time GET /api/tasks/bench and /metrics, idle and during the rounds"},
-			&cli.BoolFlag{Name: "verbose", Usage: "log the coordinator (info) and the agents (debug) to stderr"},
+			&cli.BoolFlag{Name: "verbose", Usage: "log the coordinator and the agents at debug level to stderr (per update: read time, congestion window, RTT)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: runBenchRounds,
@@ -83,7 +83,7 @@ func runBenchRounds(c *cli.Context) error {
 	}
 	level := "warn"
 	if c.Bool("verbose") {
-		level = "info"
+		level = "debug"
 	}
 	args := []string{"--log-level", level, "coordinator", "run", "--dir", dir, "--listen", addr,
 		"--heartbeat", "10s", "--staging", fmt.Sprint(c.Int("staging"))}

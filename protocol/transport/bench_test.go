@@ -119,7 +119,8 @@ func benchCert(b testing.TB, tmpl, parent *x509.Certificate, key, signer *ecdsa.
 // agent does (TensorWriter.Write, hashing it), "download" from a reader as a coordinator
 // serves a stored version (TensorWriter.WriteRaw with the known hash, its buffer of
 // ChunkSize). Besides the time it reports cpu-ms/op, the CPU both ends used (they share
-// this process), which on a busy host is steadier than the time.
+// this process), which on a busy host is steadier than the time, and the sender's
+// congestion window, smoothed RTT and packets declared lost at the end.
 func BenchmarkQUICTensorStream40MB(b *testing.B) {
 	const n = 10 << 20
 	src := make([]float32, n)
@@ -184,6 +185,12 @@ func BenchmarkQUICTensorStream40MB(b *testing.B) {
 				_, _ = io.Copy(io.Discard, st)
 			}
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
+			// The sender's congestion state at the end, to compare with the agents'
+			// ("update sent" in `fedq bench rounds --verbose`).
+			st := server.ConnectionStats()
+			b.ReportMetric(float64(st.CongestionWindow)/1e3, "cwnd-KB")
+			b.ReportMetric(float64(st.SmoothedRTT.Microseconds()), "srtt-µs")
+			b.ReportMetric(float64(st.PacketsLost), "lost")
 		})
 	}
 }
