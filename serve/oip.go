@@ -14,8 +14,8 @@ import (
 
 // requestOptions decode infer requests: the JSON v2 decoder (go-json-experiment, the
 // implementation of Go's encoding/json/v2) reads a request once, where encoding/json
-// scans it whole to validate and again to skip each raw field — three quarters of the
-// cost of decoding a single image's request. Names match case-insensitively, as
+// scans it whole to validate and again to skip each raw field — over half the CPU of
+// decoding a single image's request (BENCHMARKS.md). Names match case-insensitively, as
 // encoding/json did; a member named twice, or text that is not UTF-8, is refused.
 var requestOptions = jsonv2.MatchCaseInsensitiveNames(true)
 
