@@ -131,6 +131,9 @@ type Daemon struct {
 	mu      sync.Mutex
 	session string
 	conn    *quic.Conn // the connection of the current session, or nil
+	// undigested: the session's coordinator takes uploads without a SHA-256
+	// (protocol.FeatureUndigestedUploads).
+	undigested bool
 
 	cache  modelCache
 	tasks  tasks
@@ -168,10 +171,15 @@ func (d *Daemon) Session() string {
 	return d.session
 }
 
-func (d *Daemon) setSession(s string, conn *quic.Conn) {
+// setSession records the current session (w is its Welcome), or none when w is nil.
+func (d *Daemon) setSession(conn *quic.Conn, w *protocol.Welcome) {
 	d.mu.Lock()
-	d.session, d.conn = s, conn
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	if w == nil {
+		d.session, d.conn, d.undigested = "", nil, false
+		return
+	}
+	d.session, d.conn, d.undigested = w.SessionID, conn, w.HasFeature(protocol.FeatureUndigestedUploads)
 }
 
 // ErrNotConnected is returned by calls that need a session when there is none.
@@ -296,8 +304,8 @@ func (d *Daemon) connect(ctx context.Context, tr *quic.Transport) (retryAfter ti
 	default:
 		return 0, false, protocol.NewError(protocol.CodeProtocol, "expected Welcome, got %s", m.Type())
 	}
-	d.setSession(welcome.SessionID, conn)
-	defer d.setSession("", nil)
+	d.setSession(conn, welcome)
+	defer d.setSession(nil, nil)
 	d.log.Info("connected to coordinator", "addr", d.cfg.Addr, "session", welcome.SessionID, "version", welcome.ProtocolVersion)
 	d.emit(Event{Kind: Connected, Session: welcome.SessionID})
 	retryAfter, err = d.serve(ctx, conn, st, w, rd, time.Duration(welcome.HeartbeatIntervalMs)*time.Millisecond)

@@ -304,10 +304,18 @@ func newOptimizer(m *compute.Model[float32], c protocol.TrainConfig, base []floa
 // upload sends an update on its own stream and waits for the coordinator's verdict.
 func (d *Daemon) upload(ctx context.Context, hdr *protocol.UpdateHeader, tensors []protocol.TensorRef) error {
 	d.mu.Lock()
-	conn := d.conn
+	conn, undigested := d.conn, d.undigested
 	d.mu.Unlock()
 	if conn == nil {
 		return ErrNotConnected
+	}
+	tw := protocol.NewTensorWriter(protocol.Limits{})
+	if undigested {
+		// QUIC authenticates every byte; a SHA-256 of the update would only cost
+		// a pass over it at each end (see protocol.Digest).
+		if err := tw.SetDigest(protocol.DigestNone); err != nil {
+			return err
+		}
 	}
 	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
@@ -325,7 +333,7 @@ func (d *Daemon) upload(ctx context.Context, hdr *protocol.UpdateHeader, tensors
 		if err := protocol.WriteMessage(st, hdr); err != nil {
 			return err
 		}
-		_, err := protocol.WriteTensors(st, tensors, nil)
+		_, err := tw.Write(st, tensors, nil)
 		return err
 	}()
 	_ = st.Close()

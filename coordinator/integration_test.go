@@ -50,6 +50,7 @@ type cluster struct {
 	// observe, if set before start, sees every update the coordinator receives.
 	observe  func(agent string, hdr *protocol.UpdateHeader, plain []float32, masked []uint32)
 	labelled map[string]*dataset.Dataset
+	logger   *slog.Logger // if set before start, the coordinator's logger
 }
 
 func newCluster(t testing.TB) *cluster { return newClusterHB(t, time.Second) }
@@ -77,8 +78,12 @@ func newClusterWith(t testing.TB, set func(*cluster)) *cluster {
 // start runs the coordinator on c.addr.
 func (c *cluster) start() {
 	c.t.Helper()
+	logger := c.logger
+	if logger == nil {
+		logger = quietLogger()
+	}
 	srv, err := coordinator.Listen(coordinator.Config{Dir: c.dir, Listen: c.addr, Heartbeat: c.heartbeat,
-		Logger: quietLogger(), Now: func() time.Time { return time.Now().Add(time.Duration(c.shift.Load())) }, ObserveUpdate: c.observe, Labelled: c.labelled})
+		Logger: logger, Now: func() time.Time { return time.Now().Add(time.Duration(c.shift.Load())) }, ObserveUpdate: c.observe, Labelled: c.labelled})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,9 +1,14 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"math"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +28,7 @@ type rogue struct {
 	conn *quic.Conn
 	ctrl *quic.Stream
 	rd   *protocol.Reader
+	hi   *protocol.Welcome
 }
 
 func dialRogue(t *testing.T, c *cluster, id *agent.Identity, dataset string) *rogue {
@@ -49,6 +55,7 @@ func dialRogue(t *testing.T, c *cluster, id *agent.Identity, dataset string) *ro
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.hi = w
 	// Heartbeats, as every agent must send.
 	hbCtx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
@@ -99,22 +106,124 @@ func (r *rogue) offer() *protocol.TaskOffer {
 
 // upload sends an update stream and returns the coordinator's verdict.
 func (r *rogue) upload(hdr *protocol.UpdateHeader, tensors []protocol.TensorRef) error {
+	_, err := r.uploadDigest(hdr, tensors, protocol.DigestSHA256)
+	return err
+}
+
+// uploadDigest is upload with the tensor stream's digest chosen; it returns the ack.
+func (r *rogue) uploadDigest(hdr *protocol.UpdateHeader, tensors []protocol.TensorRef, d protocol.Digest) (*protocol.UpdateAck, error) {
 	st, err := r.conn.OpenStreamSync(context.Background())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_ = st.SetDeadline(time.Now().Add(10 * time.Second))
 	_ = protocol.WriteMessage(st, hdr)
-	_, _ = protocol.WriteTensors(st, tensors, nil)
+	tw := protocol.NewTensorWriter(protocol.Limits{})
+	if err := tw.SetDigest(d); err != nil {
+		return nil, err
+	}
+	_, _ = tw.Write(st, tensors, nil)
 	_ = st.Close()
 	m, err := protocol.NewReader(st, 0).Read()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if e, ok := m.(*protocol.Error); ok {
-		return e
+	switch m := m.(type) {
+	case *protocol.Error:
+		return nil, m
+	case *protocol.UpdateAck:
+		return m, nil
 	}
-	return nil
+	return nil, fmt.Errorf("unexpected reply %s", m.Type())
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (a logger's).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestUploadDigests: the coordinator offers undigested uploads, takes updates with and
+// without a SHA-256 (an agent of an earlier release hashes its uploads), and a real agent
+// uploads without one.
+func TestUploadDigests(t *testing.T) {
+	var log syncBuffer
+	c := newClusterWith(t, func(c *cluster) {
+		c.logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	trainingAgent(t, c, "agent", blobs(100, 1))
+	hashed := dialRogue(t, c, c.enroll("hashed"), "blobs")
+	bare := dialRogue(t, c, c.enroll("bare"), "blobs")
+	if !hashed.hi.HasFeature(protocol.FeatureUndigestedUploads) {
+		t.Fatalf("Welcome.Features = %q, want %q", hashed.hi.Features, protocol.FeatureUndigestedUploads)
+	}
+	ctx := context.Background()
+	adm := c.admin()
+	spec := `{"name": "blobs", "dataset": "blobs",
+	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
+	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": 3, "quorum": 3, "over_select": 1,
+	  "deadlines": {"configure": "5s", "train": "20s"}, "seed": 1}`
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
+		t.Fatal(err)
+	}
+	layout := []protocol.TensorInfo{{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{2, 4}}, {Name: "fc1.bias", DType: protocol.DTypeF32, Shape: []int{2}}}
+	update := make([]float32, 10)
+	for i := range update {
+		update[i] = float32(i) / 100
+	}
+	for _, tc := range []struct {
+		r      *rogue
+		digest protocol.Digest
+	}{{hashed, protocol.DigestSHA256}, {bare, protocol.DigestNone}} {
+		o := tc.r.offer()
+		tc.r.send(&protocol.TaskAccept{TaskID: o.TaskID, Round: o.Round})
+		ack, err := tc.r.uploadDigest(&protocol.UpdateHeader{TaskID: o.TaskID, Round: o.Round, BaseVersion: o.BaseVersion, BaseHash: o.BaseHash, Examples: 10},
+			protocol.ParamRefs(layout, update), tc.digest)
+		if err != nil {
+			t.Fatalf("upload with digest %s: %v", tc.digest, err)
+		}
+		want, err := protocol.WriteTensors(io.Discard, protocol.ParamRefs(layout, update), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.digest == protocol.DigestNone {
+			want = protocol.Hash{}
+		}
+		if ack.SHA256 != want {
+			t.Errorf("digest %s: ack hash %s, want %s", tc.digest, ack.SHA256, want)
+		}
+	}
+	waitForWithin(t, time.Minute, func() bool {
+		ts, err := adm.Tasks(ctx)
+		return err == nil && ts[0].Status == "done"
+	}, "the round to commit")
+	vs, err := adm.Versions(ctx, "blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := vs[len(vs)-1].Metrics["updates"]; n != 3 {
+		t.Fatalf("the version aggregates %v updates, want 3", n)
+	}
+	for agent, digest := range map[string]protocol.Digest{"agent": protocol.DigestNone, "hashed": protocol.DigestSHA256, "bare": protocol.DigestNone} {
+		if !regexp.MustCompile(`msg="update read" agent=` + agent + ` .* digest=` + string(digest) + `\b`).MatchString(log.String()) {
+			t.Errorf("no update from %s read with digest %s in the coordinator's log", agent, digest)
+		}
+	}
 }
 
 func TestBadUpdatesAreRejectedAndTheRoundGoesOn(t *testing.T) {

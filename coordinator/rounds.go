@@ -613,7 +613,7 @@ func (r *rounds) receive(ctx context.Context, agent string, st *quic.Stream, hdr
 	if err := tr.Finish(); err != nil {
 		return failed(err)
 	}
-	r.log.Debug("update read", "agent", agent, "task", hdr.TaskID, "round", hdr.Round,
+	r.log.Debug("update read", "agent", agent, "task", hdr.TaskID, "round", hdr.Round, "digest", tr.Digest(),
 		"staging_wait_seconds", reading.Sub(waited).Seconds(), "read_seconds", time.Since(reading).Seconds())
 	if err := aggregation.CheckUpdate(buf, tm.size); err != nil {
 		return failed(protocol.NewError(protocol.CodeInvalid, "%v", err))

@@ -505,7 +505,8 @@ func (s *Server) serveAgent(ctx context.Context, conn *quic.Conn, peer transport
 	s.rounds.agentUp(peer.ID, ss.id, hello.Capabilities, peer.Cert.Raw)
 	defer s.rounds.agentDown(peer.ID, ss.id)
 	err = ss.send(&protocol.Welcome{ProtocolVersion: version, AgentID: peer.ID, SessionID: ss.id,
-		HeartbeatIntervalMs: uint32(s.cfg.Heartbeat / time.Millisecond), ServerTimeMs: now.UnixMilli()})
+		HeartbeatIntervalMs: uint32(s.cfg.Heartbeat / time.Millisecond), ServerTimeMs: now.UnixMilli(),
+		Features: []string{protocol.FeatureUndigestedUploads}})
 	if err != nil {
 		ss.close(err)
 		return

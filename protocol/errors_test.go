@@ -133,7 +133,8 @@ func TestValidateRejects(t *testing.T) {
 		{"eval batch", &EvalRequest{TaskID: "e"}, "Batch"},
 		{"error code none", &Error{Msg: "x"}, "Code"},
 		{"error long", &Error{Code: CodeBusy, Msg: long}, "Msg"},
-		{"trailer zero", &TensorTrailer{}, "SHA256"},
+		{"welcome empty feature", &Welcome{ProtocolVersion: 1, AgentID: "a", HeartbeatIntervalMs: 1000, Features: []string{""}}, "Features[0]"},
+		{"welcome many features", &Welcome{ProtocolVersion: 1, AgentID: "a", HeartbeatIntervalMs: 1000, Features: make([]string, 65)}, "Features"},
 		{"roster unnamed peer", &SecAggRoster{Peers: []SecAggPeer{{}}}, "AgentID"},
 		{"admin no method", &AdminRequest{}, "Method"},
 	}

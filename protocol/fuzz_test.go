@@ -86,6 +86,7 @@ func FuzzTensorReader(f *testing.F) {
 	}
 	empty, _ := streamBytes(f, nil, lim, false)
 	f.Add(empty)
+	f.Add(undigestedStream(f, ts[:2]))
 	f.Add(frameBytes(f, NewError(CodeNotFound, "no such version")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
@@ -124,6 +125,12 @@ func FuzzTensorReader(f *testing.F) {
 			}
 		}
 		if err := tr.Finish(); err != nil {
+			return
+		}
+		if tr.Digest() == DigestNone {
+			if h.Digest != DigestNone || tr.Sum() != (Hash{}) {
+				t.Fatalf("unhashed stream with digest %q and sum %s", h.Digest, tr.Sum())
+			}
 			return
 		}
 		raw := data[start : start+int(h.TotalBytes)]

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"slices"
 )
 
 // ---- session -------------------------------------------------------------
@@ -128,7 +129,23 @@ type Welcome struct {
 	// ServerTimeMs is the coordinator's clock (Unix milliseconds), so the
 	// agent can correct deadlines for clock skew.
 	ServerTimeMs int64 `cbor:"5,keyasint,omitempty"`
+	// Features lists the optional behaviours the coordinator accepts (such
+	// as [FeatureUndigestedUploads]); an agent ignores names it does not know.
+	Features []string `cbor:"6,keyasint,omitempty"`
 }
+
+// FeatureUndigestedUploads, in [Welcome.Features], says the coordinator
+// accepts update uploads whose tensor stream has [DigestNone].
+const FeatureUndigestedUploads = "undigested-uploads"
+
+// maxFeatures bounds Welcome.Features, and maxFeatureLen each name.
+const (
+	maxFeatures   = 64
+	maxFeatureLen = 64
+)
+
+// HasFeature reports whether the coordinator offered feature f.
+func (m *Welcome) HasFeature(f string) bool { return slices.Contains(m.Features, f) }
 
 // Type implements [Message].
 func (*Welcome) Type() MsgType { return MsgWelcome }
@@ -140,6 +157,14 @@ func (m *Welcome) Validate() error {
 	}
 	if m.HeartbeatIntervalMs < 100 || m.HeartbeatIntervalMs > 3_600_000 {
 		return fmt.Errorf("Welcome.HeartbeatIntervalMs is %d; it must be within [100, 3600000]", m.HeartbeatIntervalMs)
+	}
+	if err := checkCount("Welcome.Features", len(m.Features), maxFeatures); err != nil {
+		return err
+	}
+	for i, f := range m.Features {
+		if err := checkRequired(fmt.Sprintf("Welcome.Features[%d]", i), f, maxFeatureLen); err != nil {
+			return err
+		}
 	}
 	return firstErr(
 		checkRequired("Welcome.AgentID", m.AgentID, MaxIDLen),

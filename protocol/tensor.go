@@ -155,7 +155,28 @@ type TensorHeader struct {
 	// Meta carries free-form metadata (e.g. "version", "format"), opaque to
 	// the protocol.
 	Meta map[string]string `cbor:"3,keyasint,omitempty"`
+	// Digest is how the trailer checks the raw data: empty or [DigestSHA256]
+	// (a SHA-256 in the trailer), or [DigestNone] (no hash: the stream relies
+	// on QUIC's authenticated encryption alone).
+	Digest Digest `cbor:"4,keyasint,omitempty"`
 }
+
+// Digest names the end-to-end check of a tensor stream's raw data.
+type Digest string
+
+// Digests. A model stream always carries a SHA-256: the hash is the version's
+// identity, which the receiver checks against the signed one. An update upload
+// needs none — QUIC's AEAD already authenticates every byte, the framing catches
+// a truncated stream, and nothing is addressed by an update's hash — so an agent
+// skips it when the coordinator offers [FeatureUndigestedUploads], saving two
+// SHA-256 passes (sender and receiver) over every update.
+const (
+	// DigestSHA256 is a SHA-256 of the raw data in the trailer; an empty
+	// Digest means the same.
+	DigestSHA256 Digest = "sha256"
+	// DigestNone is no digest: the trailer carries no hash.
+	DigestNone Digest = "none"
+)
 
 // Type implements [Message].
 func (*TensorHeader) Type() MsgType { return MsgTensorHeader }
@@ -229,27 +250,32 @@ func (h *TensorHeader) check(lim Limits) error {
 	if total != h.TotalBytes {
 		return NewError(CodeInvalid, "tensor header says TotalBytes=%d but its shapes add up to %d bytes", h.TotalBytes, total)
 	}
+	switch h.Digest {
+	case "", DigestSHA256, DigestNone:
+	default:
+		return NewError(CodeInvalid, "tensor header asks for digest %q; fedq/1 defines %q and %q", h.Digest, DigestSHA256, DigestNone)
+	}
 	return nil
 }
+
+// hashed reports whether the stream's trailer carries a SHA-256.
+func (h *TensorHeader) hashed() bool { return h.Digest != DigestNone }
 
 // TensorTrailer closes a tensor stream.
 //
 // Direction: as [TensorHeader]. When: right after the last raw byte.
 type TensorTrailer struct {
-	// SHA256 is the SHA-256 of all raw bytes between header and trailer.
+	// SHA256 is the SHA-256 of all raw bytes between header and trailer;
+	// absent when the header's Digest is [DigestNone].
 	SHA256 Hash `cbor:"1,keyasint,omitempty"`
 }
 
 // Type implements [Message].
 func (*TensorTrailer) Type() MsgType { return MsgTensorTrailer }
 
-// Validate checks field ranges; see [Message].
-func (m *TensorTrailer) Validate() error {
-	if m.SHA256.IsZero() {
-		return errors.New("TensorTrailer.SHA256 is missing")
-	}
-	return nil
-}
+// Validate checks field ranges; see [Message]. Whether SHA256 must be present
+// depends on the stream's header, which [TensorReader.Finish] checks.
+func (m *TensorTrailer) Validate() error { return nil }
 
 // maxTrailerBytes bounds the trailer frame's payload: its CBOR is 36 bytes.
 const maxTrailerBytes = 128
@@ -345,6 +371,7 @@ type TensorWriter struct {
 	chunk    []uint32 // portable-path buffer, allocated on first use
 	frame    bytes.Buffer
 	h        hash.Hash
+	digest   Digest // of the streams Write sends
 }
 
 // NewTensorWriter returns a TensorWriter that refuses to send streams over
@@ -352,6 +379,23 @@ type TensorWriter struct {
 // here first. The receiver's limits should be at least as large.
 func NewTensorWriter(lim Limits) *TensorWriter {
 	return &TensorWriter{lim: lim.withDefaults(), portable: !hostLittleEndian, h: sha256.New()}
+}
+
+// SetDigest sets the digest of the streams [TensorWriter.Write] sends (by
+// default [DigestSHA256]). With [DigestNone] the raw bytes are not hashed, the
+// trailer carries no hash and Write returns the zero Hash: for an update
+// upload to a coordinator that offers [FeatureUndigestedUploads]. Model
+// streams (WriteKnown, WriteRaw) always carry their SHA-256.
+func (tw *TensorWriter) SetDigest(d Digest) error {
+	switch d {
+	case "", DigestSHA256:
+		tw.digest = ""
+	case DigestNone:
+		tw.digest = d
+	default:
+		return fmt.Errorf("protocol: unknown digest %q (want %q or %q)", d, DigestSHA256, DigestNone)
+	}
+	return nil
 }
 
 // WriteTensors writes a complete tensor stream to w with default limits and
@@ -426,6 +470,10 @@ func (tw *TensorWriter) WriteRaw(w io.Writer, layout []TensorInfo, meta map[stri
 
 func (tw *TensorWriter) write(w io.Writer, tensors []TensorRef, meta map[string]string, known *Hash) (Hash, error) {
 	hdr := TensorHeader{Tensors: make([]TensorInfo, len(tensors)), Meta: meta}
+	if known == nil {
+		hdr.Digest = tw.digest
+	}
+	hashing := known == nil && hdr.hashed()
 	data := make([][]byte, len(tensors))
 	for i := range tensors {
 		b, err := tensors[i].data()
@@ -448,14 +496,15 @@ func (tw *TensorWriter) write(w io.Writer, tensors []TensorRef, meta map[string]
 	}
 	tw.h.Reset()
 	for i, b := range data {
-		if err := tw.writeData(w, b, known == nil); err != nil {
+		if err := tw.writeData(w, b, hashing); err != nil {
 			return Hash{}, fmt.Errorf("protocol: writing tensor %q: %w", hdr.Tensors[i].Name, err)
 		}
 	}
 	var sum Hash
-	if known != nil {
+	switch {
+	case known != nil:
 		sum = *known
-	} else {
+	case hashing:
 		tw.h.Sum(sum[:0])
 	}
 	b, err = encodeFrame(&tw.frame, &TensorTrailer{SHA256: sum}, maxTrailerBytes)
@@ -554,14 +603,27 @@ func NewTensorReader(r io.Reader, lim Limits) (*TensorReader, error) {
 	default:
 		return nil, NewError(CodeProtocol, "expected a TensorHeader frame, received %s", t)
 	}
-	tr := &TensorReader{r: r, lim: lim, h: sha256.New(), portable: !hostLittleEndian}
+	tr := &TensorReader{r: r, lim: lim, portable: !hostLittleEndian}
 	if err := wire.dec.Unmarshal(payload, &tr.hdr); err != nil {
 		return nil, NewError(CodeMalformed, "decoding TensorHeader (%d bytes): %v", len(payload), err)
 	}
 	if err := tr.hdr.check(lim); err != nil {
 		return nil, err
 	}
+	if tr.hdr.hashed() {
+		tr.h = sha256.New()
+	}
 	return tr, nil
+}
+
+// Digest returns the stream's digest: [DigestSHA256] (a SHA-256 of the data,
+// which [TensorReader.Finish] checks) or [DigestNone]. A model download must
+// carry a SHA-256.
+func (tr *TensorReader) Digest() Digest {
+	if tr.h == nil {
+		return DigestNone
+	}
+	return DigestSHA256
 }
 
 // Header returns the stream's header. The caller must not modify it.
@@ -626,9 +688,10 @@ func (tr *TensorReader) Skip() error {
 }
 
 // Finish reads the trailer and checks the SHA-256 of everything read
-// against it ([CodeHashMismatch] if they differ). All tensors must have been
-// read or skipped first. After Finish returns nil, [TensorReader.Sum]
-// returns the verified hash.
+// against it ([CodeHashMismatch] if they differ); a stream sent with
+// [DigestNone] must end with a trailer without a hash. All tensors must have
+// been read or skipped first. After Finish returns nil, [TensorReader.Sum]
+// returns the verified hash (zero without a digest).
 func (tr *TensorReader) Finish() error {
 	if tr.err != nil {
 		return tr.err
@@ -656,6 +719,13 @@ func (tr *TensorReader) Finish() error {
 	if err := wire.dec.Unmarshal(payload, &tt); err != nil {
 		return tr.fail(NewError(CodeMalformed, "decoding TensorTrailer: %v", err))
 	}
+	if tr.h == nil {
+		if !tt.SHA256.IsZero() {
+			return tr.fail(NewError(CodeMalformed, "the tensor trailer carries a hash but the header declared digest %q", DigestNone))
+		}
+		tr.done = true
+		return nil
+	}
 	var sum Hash
 	tr.h.Sum(sum[:0])
 	if sum != tt.SHA256 {
@@ -669,7 +739,7 @@ func (tr *TensorReader) Finish() error {
 }
 
 // Sum returns the verified SHA-256 of the raw tensor bytes, or the zero Hash
-// before [TensorReader.Finish] has succeeded.
+// before [TensorReader.Finish] has succeeded and for a stream without a digest.
 func (tr *TensorReader) Sum() Hash { return tr.sum }
 
 // fail records a sticky error and returns it.
@@ -715,7 +785,9 @@ func chunkFor(chunk *[]uint32, size int, n uint64) []byte {
 // fill reads exactly len(p) tensor bytes into p and hashes them.
 func (tr *TensorReader) fill(p []byte, name string) error {
 	n, err := io.ReadFull(tr.r, p)
-	tr.h.Write(p[:n])
+	if tr.h != nil {
+		tr.h.Write(p[:n])
+	}
 	if err != nil {
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			return tr.fail(wrapError(CodeMalformed, io.ErrUnexpectedEOF,

@@ -609,3 +609,111 @@ func TestChunkBufferGrows(t *testing.T) {
 		}
 	}
 }
+
+// undigestedStream writes tensors as a stream with DigestNone.
+func undigestedStream(tb testing.TB, tensors []TensorRef) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	tw := NewTensorWriter(Limits{})
+	if err := tw.SetDigest(DigestNone); err != nil {
+		tb.Fatal(err)
+	}
+	sum, err := tw.Write(&buf, tensors, nil)
+	if err != nil {
+		tb.Fatalf("Write: %v", err)
+	}
+	if sum != (Hash{}) {
+		tb.Fatalf("Write with DigestNone returned hash %s", sum)
+	}
+	return buf.Bytes()
+}
+
+func TestTensorDigestNone(t *testing.T) {
+	want := sampleTensors(11)
+	stream := undigestedStream(t, want)
+	hashed, _ := streamBytes(t, want, Limits{}, false)
+	// Same data, no hash in the trailer: the stream is 32 bytes shorter (the
+	// hash) plus the header's digest field.
+	if !bytes.Contains(stream, refWire(want)) {
+		t.Fatal("undigested stream does not hold the reference bytes")
+	}
+	if len(stream) >= len(hashed) {
+		t.Fatalf("undigested stream %d bytes, hashed %d: the trailer should carry no hash", len(stream), len(hashed))
+	}
+	for _, mode := range []string{"into", "func", "skip-odd"} {
+		t.Run(mode, func(t *testing.T) {
+			tr, err := NewTensorReader(bytes.NewReader(stream), Limits{ChunkSize: 12})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Digest() != DigestNone || tr.Header().Digest != DigestNone {
+				t.Fatalf("Digest() = %q, header's %q: want an undigested stream", tr.Digest(), tr.Header().Digest)
+			}
+			got, err := readAll(tr, mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Sum() != (Hash{}) {
+				t.Fatalf("Sum %s for a stream without a digest", tr.Sum())
+			}
+			for i, w := range want {
+				if mode != "skip-odd" || i%2 == 0 {
+					if !equalBits(got[i], w) {
+						t.Fatalf("tensor %q differs", w.Info.Name)
+					}
+				}
+			}
+		})
+	}
+	// A default writer still hashes, and says nothing about its digest (the
+	// bytes of a stream are those of fedq/1 before digests were named).
+	tr, err := NewTensorReader(bytes.NewReader(hashed), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Digest() != DigestSHA256 || tr.Header().Digest != "" {
+		t.Fatalf("default stream: Digest() = %q, header's %q", tr.Digest(), tr.Header().Digest)
+	}
+	// SetDigest(DigestSHA256) goes back to hashing.
+	tw := NewTensorWriter(Limits{})
+	for _, d := range []Digest{DigestNone, DigestSHA256} {
+		if err := tw.SetDigest(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sum, err := tw.Write(io.Discard, want, nil); err != nil || sum != Hash(sha256.Sum256(refWire(want))) {
+		t.Fatalf("after SetDigest(sha256): sum %s, err %v", sum, err)
+	}
+	if err := tw.SetDigest("md5"); err == nil {
+		t.Fatal("SetDigest accepted an unknown digest")
+	}
+}
+
+func TestTensorDigestErrors(t *testing.T) {
+	tensors := sampleTensors(12)[:1]
+	undigested := undigestedStream(t, tensors)
+	hashed, sum := streamBytes(t, tensors, Limits{}, false)
+	hdr := TensorHeader{Tensors: []TensorInfo{tensors[0].Info}, TotalBytes: uint64(4 * tensors[0].Info.NumElements())}
+	tests := []struct {
+		name   string
+		stream []byte
+		code   ErrorCode
+	}{
+		// A hash where none was declared is refused rather than ignored.
+		{"hash on an undigested stream", append(bytes.Clone(undigested[:len(undigested)-FrameHeaderSize-1]), frameBytes(t, &TensorTrailer{SHA256: sum})...), CodeMalformed},
+		// A hashed stream whose trailer lost its hash fails as before.
+		{"no hash on a hashed stream", append(bytes.Clone(hashed[:len(hashed)-FrameHeaderSize-36]), rawFrame(MsgTensorTrailer, []byte{0xa0})...), CodeHashMismatch},
+		{"unknown digest", func() []byte { h := hdr; h.Digest = "crc32"; return headerStream(t, &h) }(), CodeInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, err := NewTensorReader(bytes.NewReader(tt.stream), Limits{})
+			if err == nil {
+				_, err = readAll(tr, "into")
+			}
+			if !errors.Is(err, tt.code) {
+				t.Fatalf("err = %v, want %v", err, tt.code)
+			}
+		})
+	}
+}

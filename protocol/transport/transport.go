@@ -361,6 +361,9 @@ func FetchModel(ctx context.Context, conn *quic.Conn, version uint64, hash proto
 		st.CancelRead(quic.StreamErrorCode(protocol.CodeOf(err).AppErrorCode()))
 		return err
 	}
+	if d := tr.Digest(); d != protocol.DigestSHA256 {
+		return fail(protocol.NewError(protocol.CodeHashMismatch, "model %d came with digest %q: a model stream must carry its SHA-256", version, d))
+	}
 	if err := read(tr); err != nil {
 		return fail(err)
 	}
