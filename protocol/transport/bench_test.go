@@ -78,6 +78,9 @@ func BenchmarkQUICTensorStream40MB(b *testing.B) {
 						err = tw.WriteRaw(st, layout, nil, sum, bytes.NewReader(raw))
 					}
 					st.Close()
+					// Read the client's byte and FIN, so that the stream is released
+					// and the connection's stream credit returns (see EndRead).
+					Discard(st)
 					errc <- err
 				}()
 				st, err := client.OpenStreamSync(ctx)
@@ -97,11 +100,11 @@ func BenchmarkQUICTensorStream40MB(b *testing.B) {
 				if err := tr.Finish(); err != nil {
 					b.Fatal(err)
 				}
+				st.Close()
+				Discard(st)
 				if err := <-errc; err != nil {
 					b.Fatal(err)
 				}
-				st.Close()
-				_, _ = io.Copy(io.Discard, st)
 			}
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
 			// The sender's congestion state at the end, to compare with the agents'
