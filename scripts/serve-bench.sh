@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # serve-bench.sh — served throughput and latency of `fedq serve` (Open Inference Protocol
 # v2, JSON, single-image requests) measured with wrk, beside the raw batched throughput
-# of the same models (go test -bench, Forward on batches of 64).
+# of the same models (go test -bench, Forward on batches of 64) and the throughput of
+# net/http itself under the same load (scripts/httpfloor: read the body, fixed reply).
 #
 #   scripts/serve-bench.sh                 # 2nn and cnn, 10 s each, 64 connections
 #   DURATION=30s CONNS=128 MODELS=2nn scripts/serve-bench.sh
@@ -59,6 +60,20 @@ open(work + "/head.len", "w").write(str(len(head)))
 PY
 sed -e 's#application/json"#application/octet-stream"\nwrk.headers["Inference-Header-Content-Length"] = "'"$(cat "$work/head.len")"'"#' \
 	-e "s#body.json#body.bin#" "$work/post.lua" >"$work/post-bin.lua"
+
+echo "== net/http's floor: the same requests answered by a handler that only reads the body (scripts/httpfloor)"
+go build -o "$work/httpfloor" ./scripts/httpfloor
+"$work/httpfloor" "127.0.0.1:$PORT" &
+server=$!
+for _ in $(seq 100); do
+	curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break
+	sleep 0.1
+done
+for body in post post-bin; do
+	echo "-- $body"
+	wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/$body.lua" "http://127.0.0.1:$PORT/v2/models/floor/infer" | grep -E "RESULT"
+done
+kill "$server"; wait "$server" 2>/dev/null || true; server=""
 
 echo "== raw batched throughput (Forward on batches of 64, one thread)"
 go test -run '^$' -bench 'BenchmarkForwardBatch64' -benchtime 2s ./serve/ | grep Benchmark

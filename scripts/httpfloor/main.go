@@ -1,0 +1,51 @@
+// Command httpfloor is the least an HTTP server in Go does per request: read the body
+// and answer a fixed reply the size of an OIP infer response, with no decoding and no
+// model. scripts/serve-bench.sh puts the same wrk load on it beside `fedq serve`, so
+// that the bound net/http and loopback TCP set on served throughput is measured in the
+// same run.
+//
+//	go run ./scripts/httpfloor 127.0.0.1:18100
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: httpfloor HOST:PORT")
+		os.Exit(2)
+	}
+	reply := []byte(`{"model_name":"2nn","model_version":"0","outputs":[{"name":"logits","datatype":"FP32","shape":[1,10],"data":[0.6646676,-1.7310588,-0.8740659,-0.8799405,0.31084734,0.73157835,0.68387926,-1.3723196,1.6465014,0.4748251]},{"name":"label","datatype":"INT64","shape":[1],"data":[8]}]}`)
+	bufs := sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		bp := bufs.Get().(*[]byte)
+		b := (*bp)[:0]
+		for {
+			if len(b) == cap(b) {
+				b = append(b, 0)[:len(b)]
+			}
+			n, err := r.Body.Read(b[len(b):cap(b)])
+			b = b[:len(b)+n]
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		*bp = b
+		bufs.Put(bp)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(reply)
+	})
+	if err := http.ListenAndServe(os.Args[1], nil); err != nil {
+		fmt.Fprintln(os.Stderr, "httpfloor:", err)
+		os.Exit(1)
+	}
+}
