@@ -3,6 +3,8 @@ package compute
 import (
 	"math"
 	"math/rand/v2"
+
+	"github.com/fedq/fedq/compute/blas"
 )
 
 // layer is one step of a model. Buffers are owned by the layer, sized for the largest
@@ -47,9 +49,10 @@ type dense[T Float] struct {
 
 func (l *dense[T]) params() []*Param[T] { return []*Param[T]{l.w, l.b} }
 
-// freeze makes wT from the current weights.
+// freeze makes wT from the current weights, with room after it for the product to read
+// its ragged right edge in place (blas.EdgeRoom).
 func (l *dense[T]) freeze() {
-	l.wT = grow(l.wT, l.in*l.out)
+	l.wT = grow(l.wT, l.in*l.out+blas.EdgeRoom)
 	l.e.transpose(l.out, l.in, 1, l.w.Value, l.in, 0, l.wT, l.out)
 }
 

@@ -13,6 +13,12 @@ const (
 	blockN = 3072
 )
 
+// EdgeRoom is how many floats after a matrix's last row let Gemm read the ragged right
+// edge of an unpacked B in place instead of copying it (the widest kernel's NR): a
+// matrix multiplied many times, such as a frozen model's weights, is worth allocating
+// with that room.
+const EdgeRoom = 64
+
 // packBMinRows is the number of rows of C from which a non-transposed B is packed: below
 // it, each B panel is read so few times that copying it costs more than it saves.
 // packAMinCols plays the same role for A.
@@ -242,7 +248,10 @@ func (k *microKernel) packPrice(src view) float64 {
 }
 
 func (k *microKernel) packsB(A, B view) bool { return B.cs != 1 || A.rows >= packBMinRows }
-func (k *microKernel) packsA(A, B view) bool { return B.cols >= packAMinCols }
+
+// packsA: a single row of A (one sample's activations) is never packed — it is read in
+// place, and packing it would cost more than the product saves.
+func (k *microKernel) packsA(A, B view) bool { return B.cols >= packAMinCols && A.rows > 1 }
 
 // parallel splits C into column (or row) stripes, one per worker.
 func (c *Context) parallel(kern *microKernel, alpha float32, A, B view, beta float32, C view) {
@@ -309,18 +318,26 @@ func (c *Context) run(kern *microKernel, alpha float32, A, B view, beta float32,
 			}
 			Bblk := B.sub(pc, jc, kb, nb)
 			nFull := nb / nr * nr
+			// The ragged right edge of an unpacked B is read in place when a kernel's
+			// full-width read of its last row stays inside B's slice: the lanes past the
+			// edge hold whatever follows (the next row, padding), and the values they
+			// produce are never stored. Otherwise it is copied into a panel.
+			edgeInPlace := !packB && nFull < nb && Bblk.at(kb-1, nFull)+nr <= len(B.data)
 			if packB {
 				kern.packPanels(c.packB, Bblk, nr)
-			} else if nFull < nb {
+			} else if nFull < nb && !edgeInPlace {
 				kern.packPanels(c.edgeB, Bblk.sub(0, nFull, kb, nb-nFull), nr)
 			}
 			for ic := 0; ic < m; ic += blockM {
 				mb := min(blockM, m-ic)
 				Ablk := A.sub(ic, pc, mb, kb)
 				mFull := mb / mr * mr
+				// A single ragged row of an unpacked A is read in place with a row
+				// stride of 0: the kernel's other rows repeat it and are not stored.
+				oneRow := !packA && mb-mFull == 1
 				if packA {
 					kern.packPanels(c.packA, Ablk.t(), mr)
-				} else if mFull < mb {
+				} else if mFull < mb && !oneRow {
 					kern.packPanels(c.edgeA, Ablk.sub(mFull, 0, mb-mFull, kb).t(), mr)
 				}
 				for jr := 0; jr < nb; jr += nr {
@@ -330,7 +347,7 @@ func (c *Context) run(kern *microKernel, alpha float32, A, B view, beta float32,
 					switch {
 					case packB:
 						bp, rsB = &c.packB[jr*kb], uintptr(nr*4)
-					case nrr == nr:
+					case nrr == nr || edgeInPlace:
 						bp, rsB = &B.data[Bblk.at(0, jr)], uintptr(B.rs*4)
 					default:
 						bp, rsB = &c.edgeB[0], uintptr(nr*4)
@@ -344,6 +361,8 @@ func (c *Context) run(kern *microKernel, alpha float32, A, B view, beta float32,
 							ap, rsA, csA = &c.packA[ir*kb], 4, uintptr(mr*4)
 						case mrr == mr:
 							ap, rsA, csA = &A.data[Ablk.at(ir, 0)], uintptr(A.rs*4), uintptr(A.cs*4)
+						case oneRow:
+							ap, rsA, csA = &A.data[Ablk.at(ir, 0)], 0, uintptr(A.cs*4)
 						default:
 							ap, rsA, csA = &c.edgeA[0], 4, uintptr(mr*4)
 						}

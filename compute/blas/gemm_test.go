@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -28,6 +29,7 @@ type shape struct {
 	m, n, k        int
 	pad            int // extra leading-dimension padding
 	alpha, beta    float32
+	slack          int // floats after A's and B's last row (NaN, like their padding)
 }
 
 func shapes() []shape {
@@ -39,7 +41,7 @@ func shapes() []shape {
 	for i, d := range dims {
 		for _, tA := range []bool{false, true} {
 			for _, tB := range []bool{false, true} {
-				s := shape{tA, tB, d[0], d[1], d[2], i % 3, 1, 0}
+				s := shape{tA, tB, d[0], d[1], d[2], i % 3, 1, 0, 64 * (i % 2)}
 				switch i % 4 {
 				case 1:
 					s.alpha, s.beta = -0.5, 1
@@ -62,7 +64,22 @@ func (s shape) String() string {
 		}
 		return "N"
 	}
-	return fmt.Sprintf("%s%s_%dx%dx%d_pad%d_a%g_b%g", t(s.transA), t(s.transB), s.m, s.n, s.k, s.pad, s.alpha, s.beta)
+	return fmt.Sprintf("%s%s_%dx%dx%d_pad%d_a%g_b%g_slack%d", t(s.transA), t(s.transB), s.m, s.n, s.k, s.pad, s.alpha, s.beta, s.slack)
+}
+
+// nanPadded sets the padding columns of the rows×cols matrix m (leading dimension ld) to
+// NaN and appends slack NaNs.
+func nanPadded(m []float32, rows, cols, ld, slack int) []float32 {
+	nan := float32(math.NaN())
+	for i := range rows {
+		for j := cols; j < ld; j++ {
+			m[i*ld+j] = nan
+		}
+	}
+	for range slack {
+		m = append(m, nan)
+	}
+	return m
 }
 
 // TestGemmMatchesReference checks every micro-kernel, with one and two threads, against the
@@ -87,8 +104,10 @@ func TestGemmMatchesReference(t *testing.T) {
 						br, bc = s.n, s.k
 					}
 					lda, ldb, ldc := ac+s.pad, bc+s.pad, s.n+s.pad
-					a := randSlice(r, max(ar*lda, 1))
-					b := randSlice(r, max(br*ldb, 1))
+					// Padding and slack are NaN: Gemm may read them (a ragged edge in
+					// place) but must never let them into C.
+					a := nanPadded(randSlice(r, max(ar*lda, 1)), ar, ac, lda, s.slack)
+					b := nanPadded(randSlice(r, max(br*ldb, 1)), br, bc, ldb, s.slack)
 					c := randSlice(r, s.m*ldc)
 					if s.beta == 0 {
 						for i := range c {
@@ -223,6 +242,63 @@ func TestKernelsAgreeBitwise(t *testing.T) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestRaggedEdgesReadInPlace: with room after B's last row, the ragged right edge of an
+// unpacked B is read where it is, not copied into the edge panel, and so is a single
+// ragged row of A; without that room the edge is copied (a full-width read would leave
+// the slice). The products are checked against the reference in both cases.
+func TestRaggedEdgesReadInPlace(t *testing.T) {
+	const m, n, k = 1, 107, 37 // 107 leaves a ragged edge for every kernel width, and A unpacked
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, name := range allKernelNames() {
+		for _, slack := range []int{0, 64} {
+			t.Run(fmt.Sprintf("%s/slack%d", name, slack), func(t *testing.T) {
+				c, err := New(WithKernel(name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				kern := &c.set.kerns[0]
+				if kern.packsA(matView(nil, false, m, k, k), matView(nil, false, k, n, n)) {
+					t.Skip("this kernel packs A at this width")
+				}
+				a := randSlice(r, m*k)
+				b := nanPadded(randSlice(r, k*n), k, n, n, slack)
+				got := make([]float32, m*n)
+				const sentinel = 12345
+				c.edgeA, c.edgeB = slices.Repeat([]float32{sentinel}, k*kern.mr), slices.Repeat([]float32{sentinel}, k*kern.nr)
+				c.run(kern, 1, matView(a, false, m, k, k), matView(b, false, k, n, n), 0, view{got, 0, n, 1, m, n})
+				want := make([]float64, m*n)
+				Ref(false, false, m, n, k, 1, widen(a), k, widen(b[:k*n]), n, 0, want, n)
+				for j := range n {
+					if g := float64(got[j]); math.IsNaN(g) || math.Abs(g-want[j]) > 1e-4 {
+						t.Fatalf("C[0][%d] = %g, want %g", j, g, want[j])
+					}
+				}
+				untouched := func(s []float32) bool {
+					return !slices.ContainsFunc(s, func(v float32) bool { return v != sentinel })
+				}
+				if kern.mr > 1 && !untouched(c.edgeA) {
+					t.Error("A's single ragged row was copied into the edge panel")
+				}
+				if inPlace := slack >= kern.nr; untouched(c.edgeB) != inPlace {
+					t.Errorf("edge panel of B untouched = %v with %d floats of room, want %v", untouched(c.edgeB), slack, inPlace)
+				}
+			})
+		}
+	}
+}
+
+// TestEdgeRoomCoversEveryKernel: EdgeRoom is at least every kernel's width, or some
+// frozen weights would still have their edge copied.
+func TestEdgeRoomCoversEveryKernel(t *testing.T) {
+	for _, set := range kernelTable {
+		for _, k := range set.kerns {
+			if k.nr > EdgeRoom {
+				t.Errorf("kernel %s is %d wide, over EdgeRoom = %d", k.name, k.nr, EdgeRoom)
 			}
 		}
 	}
