@@ -5,9 +5,11 @@
 // same run.
 //
 //	go run ./scripts/httpfloor 127.0.0.1:18100
+//	go run ./scripts/httpfloor -h2c 127.0.0.1:18100   # also HTTP/2 without TLS (for h2load)
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +18,10 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: httpfloor HOST:PORT")
+	h2c := flag.Bool("h2c", false, "also serve HTTP/2 without TLS (prior knowledge)")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: httpfloor [-h2c] HOST:PORT")
 		os.Exit(2)
 	}
 	reply := []byte(`{"model_name":"2nn","model_version":"0","outputs":[{"name":"logits","datatype":"FP32","shape":[1,10],"data":[0.6646676,-1.7310588,-0.8740659,-0.8799405,0.31084734,0.73157835,0.68387926,-1.3723196,1.6465014,0.4748251]},{"name":"label","datatype":"INT64","shape":[1],"data":[8]}]}`)
@@ -44,7 +48,11 @@ func main() {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(reply)
 	})
-	if err := http.ListenAndServe(os.Args[1], nil); err != nil {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(*h2c)
+	srv := &http.Server{Addr: flag.Arg(0), Protocols: &protocols}
+	if err := srv.ListenAndServe(); err != nil {
 		fmt.Fprintln(os.Stderr, "httpfloor:", err)
 		os.Exit(1)
 	}
