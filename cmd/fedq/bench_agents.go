@@ -75,6 +75,43 @@ func rssKB(pid int) (rss, peak int, err error) {
 	return rss, peak, sc.Err()
 }
 
+// userHZ is the unit of the CPU times in /proc/PID/stat: Linux fixes it at 100 for
+// user space, whatever the kernel's tick rate.
+const userHZ = 100
+
+// cpuSeconds returns the CPU time (user + system, all threads) process pid has used.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time of process %d: %w (Linux only)", pid, err)
+	}
+	ticks, err := statCPUTicks(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time of process %d: %w", pid, err)
+	}
+	return float64(ticks) / userHZ, nil
+}
+
+// statCPUTicks returns utime + stime from a /proc/PID/stat line. The command name
+// (field 2) is in parentheses and may hold spaces and parentheses itself, so fields
+// are counted from the last ')'.
+func statCPUTicks(line string) (int64, error) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat line %q", line)
+	}
+	f := strings.Fields(line[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat line has %d fields after the command, want at least 13", len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("malformed utime %q or stime %q", f[11], f[12])
+	}
+	return utime + stime, nil
+}
+
 func freeUDPPort() (int, error) {
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

@@ -31,8 +31,10 @@ func benchRoundsCommand() *cli.Command {
 		Description: `Starts this binary's coordinator in a child process, enrolls N agents in this process over
 loopback QUIC, submits a task whose model is one dense layer of about P parameters trained
 for one step on one sample, and runs R rounds in which every agent takes part. Reports the
-median time per round (from the versions' commit times, first round excluded) and the
-coordinator's peak resident memory against the model's size.`,
+median time per round (from the versions' commit times, first round excluded), the
+coordinator's peak resident memory against the model's size, and the CPU time per round of
+the coordinator's process and of this one (the agents), all rounds included: on a busy host
+the CPU time is steadier than the time per round.`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "agents", Value: 10, Usage: "agents, all selected every round"},
 			&cli.IntFlag{Name: "params", Value: 1000, Usage: "model parameters (approximately)"},
@@ -175,6 +177,14 @@ func runBenchRounds(c *cli.Context) error {
 		probe.sample(ctx, 20, 50*time.Millisecond)
 		idle = probe.report()
 	}
+	coordCPU0, err := cpuSeconds(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	agentsCPU0, err := cpuSeconds(os.Getpid())
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	if _, err := adm.StartRounds(ctx, "bench", rounds); err != nil {
 		return err
@@ -198,6 +208,15 @@ func runBenchRounds(c *cli.Context) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	wall := time.Since(start)
+	coordCPU, err := cpuSeconds(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	agentsCPU, err := cpuSeconds(os.Getpid())
+	if err != nil {
+		return err
+	}
+	coordCPU, agentsCPU = (coordCPU-coordCPU0)/float64(rounds), (agentsCPU-agentsCPU0)/float64(rounds)
 	stopProbe()
 	<-probed
 	if probe != nil {
@@ -219,7 +238,8 @@ func runBenchRounds(c *cli.Context) error {
 	modelMB := float64(4*v0.Params) / (1 << 20)
 	rep := map[string]any{"agents": n, "params": v0.Params, "secagg": c.Bool("secagg"), "dropouts_per_round": drops, "rounds": rounds, "seconds_per_round_median": per[len(per)/2],
 		"seconds_per_round_mean": wall.Seconds() / float64(rounds), "coordinator_rss_mb": float64(rss) / 1024,
-		"coordinator_rss_peak_mb": float64(peak) / 1024, "model_mb": modelMB, "peak_rss_over_model": float64(peak) / 1024 / modelMB}
+		"coordinator_rss_peak_mb": float64(peak) / 1024, "model_mb": modelMB, "peak_rss_over_model": float64(peak) / 1024 / modelMB,
+		"coordinator_cpu_seconds_per_round": coordCPU, "agents_cpu_seconds_per_round": agentsCPU}
 	if probe != nil {
 		rep["dashboard_idle"], rep["dashboard_during_rounds"] = idle, busy
 	}
@@ -231,8 +251,9 @@ func runBenchRounds(c *cli.Context) error {
 		mode = "secure aggregation"
 	}
 	fmt.Fprintf(c.App.Writer, "%s, %d of them dropping out per round; ", mode, drops)
-	fmt.Fprintf(c.App.Writer, "%d agents, %d parameters (%.1f MB): %.1f ms per round (median of %d; mean %.1f ms); coordinator peak RSS %.0f MB = %.1f× the model\n",
-		n, v0.Params, modelMB, 1000*per[len(per)/2], len(per), 1000*wall.Seconds()/float64(rounds), float64(peak)/1024, float64(peak)/1024/modelMB)
+	fmt.Fprintf(c.App.Writer, "%d agents, %d parameters (%.1f MB): %.1f ms per round (median of %d; mean %.1f ms); coordinator peak RSS %.0f MB = %.1f× the model; CPU per round: coordinator %.0f ms, agents %.0f ms\n",
+		n, v0.Params, modelMB, 1000*per[len(per)/2], len(per), 1000*wall.Seconds()/float64(rounds), float64(peak)/1024, float64(peak)/1024/modelMB,
+		1000*coordCPU, 1000*agentsCPU)
 	if probe != nil {
 		printDashboardReport(c.App.Writer, "idle", idle)
 		printDashboardReport(c.App.Writer, "during rounds", busy)

@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fedq/fedq/privacy/dp"
 )
@@ -256,5 +258,50 @@ func TestSimJSONProgress(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "round    1  accuracy") {
 		t.Errorf("stderr has no progress line: %q", stderr)
+	}
+}
+
+func TestStatCPUTicks(t *testing.T) {
+	// Fields 14 and 15 (utime, stime) of /proc/PID/stat, after a command name holding
+	// spaces and parentheses.
+	tail := " S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 1 0 100"
+	tests := []struct {
+		line string
+		want int64
+		ok   bool
+	}{
+		{"42 (fedq)" + tail, 325, true},
+		{"42 (a (b) c)" + tail, 325, true},
+		{"42 (fedq) S 1 2", 0, false},
+		{"no parenthesis", 0, false},
+		{"42 (fedq) S 1 2 3 4 5 6 7 8 9 10 x 75", 0, false},
+	}
+	for _, tc := range tests {
+		got, err := statCPUTicks(tc.line)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("statCPUTicks(%q) = %d, %v; want %d, ok %v", tc.line, got, err, tc.want, tc.ok)
+		}
+	}
+	if runtime.GOOS != "linux" {
+		return
+	}
+	before, err := cpuSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A busy loop must show up as CPU time (a few ticks), however loaded the host.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		after, err := cpuSeconds(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after-before >= 0.05 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time grew by %.3f s in 20 s of busy loop, want ≥ 0.05", after-before)
+		}
+		for start := time.Now(); time.Since(start) < 20*time.Millisecond; {
+		}
 	}
 }
