@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"sync"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -23,16 +22,9 @@ const groOOBSize = 256
 // receive may take: quic-go's own batch.
 const groBatchSize = 8
 
-// groBatches holds the receive batches of sockets that stopped reading, for the next
-// socket: short-lived sockets (an enrollment, an admin command) reuse them instead of
-// zeroing half a megabyte each.
-var groBatches = sync.Pool{New: func() any { b := newGROBatch(); return &b }}
-
 // newGROBatch returns messages for one receive of up to groBatchSize datagrams, each
-// with room for a whole coalesced run and its control messages. A socket takes its
-// batch (≈ 0.5 MiB) at its first receive and keeps it until its reads stop (closed,
-// or a deadline) — taking one per receive from groBatches cost a fresh 0.5 MiB after
-// every GC.
+// with room for a whole coalesced run and its control messages. A socket allocates its
+// batch (≈ 0.5 MiB) at its first receive and keeps it for its life.
 func newGROBatch() []ipv4.Message {
 	ms := make([]ipv4.Message, groBatchSize)
 	for i := range ms {
@@ -60,7 +52,7 @@ type groConn struct {
 	// which data[off:end] is left, in segments of seg, with the control messages oob
 	// (GRO's removed) and the sender from (kept after the batch, to be shared with the
 	// next datagram of the same sender).
-	batch         []ipv4.Message // taken by the first read, given back when reads stop
+	batch         []ipv4.Message // allocated by the first read
 	count, i      int
 	off, end, seg int
 	oob           []byte
@@ -95,17 +87,11 @@ func (c *groConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 			return n, nil
 		}
 		if c.batch == nil {
-			c.batch = *groBatches.Get().(*[]ipv4.Message)
+			c.batch = newGROBatch()
 		}
 		n, err := c.pc.ReadBatch(c.batch, 0)
 		if err != nil {
-			// Closed, or a deadline (quic.Transport.Close sets one to stop reading a
-			// socket it did not open): the batch is drained, and only this goroutine
-			// uses it, so it goes back for another socket; a later read takes one again.
-			b := c.batch
-			groBatches.Put(&b)
-			c.batch, c.count, c.i, c.off, c.end = nil, 0, 0, 0, 0
-			return 0, err
+			return 0, err // the batch is drained: a later read starts afresh
 		}
 		c.count, c.i, c.off, c.end = n, -1, 0, 0
 	}
