@@ -191,9 +191,8 @@ func BenchmarkRawQUIC40MB(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer pc.Close()
 	qt := &quic.Transport{Conn: pc}
-	defer qt.Close()
+	defer transport.CloseTransport(qt)
 	ln, err := qt.Listen(transport.ServerTLS(auth.ServerCert, auth.CAPool()), transport.QUICConfig())
 	if err != nil {
 		b.Fatal(err)

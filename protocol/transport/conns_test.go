@@ -46,7 +46,7 @@ func loopbackConns(b testing.TB, ip net.IP) (client, server *quic.Conn) {
 		b.Fatal(err)
 	}
 	str := &quic.Transport{Conn: pc}
-	b.Cleanup(func() { str.Close(); pc.Close() })
+	b.Cleanup(func() { _ = CloseTransport(str) })
 	ln, err := str.Listen(srv, QUICConfig())
 	if err != nil {
 		b.Fatal(err)
