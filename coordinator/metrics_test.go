@@ -1,14 +1,12 @@
 package coordinator_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -99,18 +97,8 @@ func TestMetricsAndDashboard(t *testing.T) {
 		trainingAgent(t, c, fmt.Sprintf("good-%d", i), blobs(100, uint64(i)))
 	}
 	r := dialRogue(t, c, c.enroll("rogue"), "blobs")
-	ctx := context.Background()
 	adm := c.admin()
-	spec := `{"name": "blobs", "dataset": "blobs",
-	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
-	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": 4, "quorum": 3, "over_select": 1,
-	  "deadlines": {"configure": "5s", "train": "20s"}, "seed": 1}`
-	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
-		t.Fatal(err)
-	}
+	startBlobsRound(t, adm, 4, 3, "20s")
 	o := r.offer()
 	r.send(&protocol.TaskAccept{TaskID: o.TaskID, Round: o.Round})
 	layout := []protocol.TensorInfo{{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{4, 2}}, {Name: "fc1.bias", DType: protocol.DTypeF32, Shape: []int{2}}}
@@ -123,10 +111,7 @@ func TestMetricsAndDashboard(t *testing.T) {
 	if err := r.upload(wrong, protocol.ParamRefs(layout, upd)); protocol.CodeOf(err) != protocol.CodeInvalid {
 		t.Fatalf("wrongly shaped upload: %v", err)
 	}
-	waitForWithin(t, time.Minute, func() bool {
-		ts, err := adm.Tasks(ctx)
-		return err == nil && ts[0].Status == "done"
-	}, "the round to commit without the rogue")
+	waitRoundDone(t, adm, "the round to commit without the rogue")
 
 	serve := func() *httptest.Server {
 		h, err := dashboard.New(dashboard.Config{Source: c.srv.Dashboard(), Token: dashToken, Metrics: c.srv.Metrics(), Logger: quietLogger()})

@@ -16,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedq/fedq/agent"
+	"github.com/fedq/fedq/coordinator"
 	"github.com/fedq/fedq/protocol"
 	"github.com/fedq/fedq/protocol/transport"
 )
@@ -137,6 +138,38 @@ func (r *rogue) uploadDigest(hdr *protocol.UpdateHeader, tensors []protocol.Tens
 	return nil, fmt.Errorf("unexpected reply %s", m.Type())
 }
 
+// startBlobsRound submits the task "blobs" — one dense layer, 4 inputs to 2 classes,
+// trained on the agents' "blobs" data — for perRound agents of which quorum must
+// deliver within the train deadline, and starts one round.
+func startBlobsRound(t *testing.T, adm *coordinator.AdminClient, perRound, quorum int, train string) {
+	t.Helper()
+	spec := fmt.Sprintf(`{"name": "blobs", "dataset": "blobs",
+	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
+	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": %d, "quorum": %d, "over_select": 1,
+	  "deadlines": {"configure": "5s", "train": %q}, "seed": 1}`, perRound, quorum, train)
+	ctx := context.Background()
+	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// blobsLayout is the parameters of startBlobsRound's model, as an update carries them.
+func blobsLayout() []protocol.TensorInfo {
+	return []protocol.TensorInfo{{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{2, 4}}, {Name: "fc1.bias", DType: protocol.DTypeF32, Shape: []int{2}}}
+}
+
+// waitRoundDone waits for the only task's rounds to end; what says what is awaited.
+func waitRoundDone(t *testing.T, adm *coordinator.AdminClient, what string) {
+	t.Helper()
+	waitForWithin(t, time.Minute, func() bool {
+		ts, err := adm.Tasks(context.Background())
+		return err == nil && ts[0].Status == "done"
+	}, what)
+}
+
 // syncBuffer is a bytes.Buffer safe for concurrent writers (a logger's).
 type syncBuffer struct {
 	mu sync.Mutex
@@ -171,17 +204,8 @@ func TestUploadDigests(t *testing.T) {
 	}
 	ctx := context.Background()
 	adm := c.admin()
-	spec := `{"name": "blobs", "dataset": "blobs",
-	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
-	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": 3, "quorum": 3, "over_select": 1,
-	  "deadlines": {"configure": "5s", "train": "20s"}, "seed": 1}`
-	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
-		t.Fatal(err)
-	}
-	layout := []protocol.TensorInfo{{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{2, 4}}, {Name: "fc1.bias", DType: protocol.DTypeF32, Shape: []int{2}}}
+	startBlobsRound(t, adm, 3, 3, "20s")
+	layout := blobsLayout()
 	update := make([]float32, 10)
 	for i := range update {
 		update[i] = float32(i) / 100
@@ -208,10 +232,7 @@ func TestUploadDigests(t *testing.T) {
 			t.Errorf("digest %s: ack hash %s, want %s", tc.digest, ack.SHA256, want)
 		}
 	}
-	waitForWithin(t, time.Minute, func() bool {
-		ts, err := adm.Tasks(ctx)
-		return err == nil && ts[0].Status == "done"
-	}, "the round to commit")
+	waitRoundDone(t, adm, "the round to commit")
 	vs, err := adm.Versions(ctx, "blobs")
 	if err != nil {
 		t.Fatal(err)
@@ -234,19 +255,10 @@ func TestBadUpdatesAreRejectedAndTheRoundGoesOn(t *testing.T) {
 	r := dialRogue(t, c, c.enroll("rogue"), "blobs")
 	ctx := context.Background()
 	adm := c.admin()
-	spec := `{"name": "blobs", "dataset": "blobs",
-	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
-	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": 4, "quorum": 3, "over_select": 1,
-	  "deadlines": {"configure": "5s", "train": "10s"}, "seed": 1}`
-	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
-		t.Fatal(err)
-	}
+	startBlobsRound(t, adm, 4, 3, "10s")
 	o := r.offer()
 	r.send(&protocol.TaskAccept{TaskID: o.TaskID, Round: o.Round})
-	layout := []protocol.TensorInfo{{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{2, 4}}, {Name: "fc1.bias", DType: protocol.DTypeF32, Shape: []int{2}}}
+	layout := blobsLayout()
 	good := make([]float32, 10)
 	hdr := func(base uint64, taskID string) *protocol.UpdateHeader {
 		return &protocol.UpdateHeader{TaskID: taskID, Round: o.Round, BaseVersion: base, BaseHash: o.BaseHash, Examples: 10}
@@ -275,10 +287,7 @@ func TestBadUpdatesAreRejectedAndTheRoundGoesOn(t *testing.T) {
 	if err := r.upload(hdr(o.BaseVersion, o.TaskID), protocol.ParamRefs(layout, nan)); err == nil {
 		t.Error("a NaN update after a failed one was accepted")
 	}
-	waitForWithin(t, time.Minute, func() bool {
-		ts, err := adm.Tasks(ctx)
-		return err == nil && ts[0].Status == "done"
-	}, "the round to commit without the rogue")
+	waitRoundDone(t, adm, "the round to commit without the rogue")
 	vs, err := adm.Versions(ctx, "blobs")
 	if err != nil {
 		t.Fatal(err)
@@ -294,21 +303,11 @@ func TestNaNUpdateIsRejected(t *testing.T) {
 		trainingAgent(t, c, "good-"+string(rune('a'+i)), blobs(100, uint64(i)))
 	}
 	r := dialRogue(t, c, c.enroll("rogue"), "blobs")
-	ctx := context.Background()
 	adm := c.admin()
-	spec := `{"name": "blobs", "dataset": "blobs",
-	  "model": {"input": [4], "classes": 2, "layers": [{"type": "dense", "out": 2}]},
-	  "train": {"epochs": 1, "batch": 8, "lr": 0.1}, "agents_per_round": 3, "quorum": 2, "over_select": 1,
-	  "deadlines": {"configure": "5s", "train": "10s"}, "seed": 1}`
-	if _, err := adm.SubmitTask(ctx, json.RawMessage(spec)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adm.StartRounds(ctx, "blobs", 1); err != nil {
-		t.Fatal(err)
-	}
+	startBlobsRound(t, adm, 3, 2, "10s")
 	o := r.offer()
 	r.send(&protocol.TaskAccept{TaskID: o.TaskID, Round: o.Round})
-	layout := []protocol.TensorInfo{{Name: "fc1.weight", DType: protocol.DTypeF32, Shape: []int{2, 4}}, {Name: "fc1.bias", DType: protocol.DTypeF32, Shape: []int{2}}}
+	layout := blobsLayout()
 	nan := make([]float32, 10)
 	nan[3] = float32(math.Inf(1))
 	err := r.upload(&protocol.UpdateHeader{TaskID: o.TaskID, Round: o.Round, BaseVersion: o.BaseVersion, BaseHash: o.BaseHash, Examples: 10},
@@ -316,8 +315,5 @@ func TestNaNUpdateIsRejected(t *testing.T) {
 	if protocol.CodeOf(err) != protocol.CodeInvalid {
 		t.Fatalf("non-finite update: %v, want invalid", err)
 	}
-	waitForWithin(t, time.Minute, func() bool {
-		ts, err := adm.Tasks(ctx)
-		return err == nil && ts[0].Status == "done"
-	}, "the round to commit without the NaN update")
+	waitRoundDone(t, adm, "the round to commit without the NaN update")
 }
