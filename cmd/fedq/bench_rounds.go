@@ -177,11 +177,15 @@ func runBenchRounds(c *cli.Context) error {
 		probe.sample(ctx, 20, 50*time.Millisecond)
 		idle = probe.report()
 	}
-	coordCPU0, err := cpuSeconds(cmd.Process.Pid)
-	if err != nil {
-		return err
+	// CPU time of the coordinator's process and of this one, the agents'.
+	cpu := func() (coord, agents float64, err error) {
+		if coord, err = cpuSeconds(cmd.Process.Pid); err != nil {
+			return 0, 0, err
+		}
+		agents, err = cpuSeconds(os.Getpid())
+		return coord, agents, err
 	}
-	agentsCPU0, err := cpuSeconds(os.Getpid())
+	coordCPU0, agentsCPU0, err := cpu()
 	if err != nil {
 		return err
 	}
@@ -208,11 +212,7 @@ func runBenchRounds(c *cli.Context) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	wall := time.Since(start)
-	coordCPU, err := cpuSeconds(cmd.Process.Pid)
-	if err != nil {
-		return err
-	}
-	agentsCPU, err := cpuSeconds(os.Getpid())
+	coordCPU, agentsCPU, err := cpu()
 	if err != nil {
 		return err
 	}
