@@ -154,6 +154,7 @@ type FieldError struct {
 	Reason string
 }
 
+// Error says which field is wrong and why, prefixed with "task spec".
 func (e *FieldError) Error() string { return fmt.Sprintf("task spec: %s: %s", e.Field, e.Reason) }
 
 func bad(field, format string, a ...any) error {
