@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // requestOptions decode infer requests: the JSON v2 decoder (go-json-experiment, the
@@ -398,12 +399,11 @@ func appendFloat32(b []byte, v float32) []byte {
 	return strconv.AppendFloat(b, float64(v), 'g', -1, 32)
 }
 
+// appendJSONString appends s as a JSON string; invalid UTF-8 (in a client's request id)
+// is written as U+FFFD, as encoding/json does.
 func appendJSONString(b []byte, s string) []byte {
-	q, err := json.Marshal(s)
-	if err != nil { // a string always marshals
-		return append(b, `""`...)
-	}
-	return append(b, q...)
+	b, _ = jsontext.AppendQuote(b, s) // the error only reports replaced invalid UTF-8
+	return b
 }
 
 // argmax returns the index of the largest value (the first of equals); NaN loses.
