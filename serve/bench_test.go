@@ -96,23 +96,18 @@ func BenchmarkServeHTTP(b *testing.B) {
 }
 
 // BenchmarkDecodeInfer2nn is the cost of decoding one single-image JSON request:
-// "random" holds 784 random float32 values (nine significant digits, the slow path of
-// number parsing), "pixels" an image as clients send MNIST — byte/255 in float32's
-// shortest form, four fifths of them 0.
+// "random" holds 784 random float32 values in their shortest form (up to nine
+// significant digits), "pixels" an image as clients send MNIST — byte/255 in float32's
+// shortest form, four fifths of them 0 — and "pixels-float64" the same image as Python
+// and numpy write float32s: the shortest form of the float64 (up to 17 digits).
 func BenchmarkDecodeInfer2nn(b *testing.B) {
-	pixels := make([]float32, 784)
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := range pixels {
-		if r.IntN(5) == 0 {
-			pixels[i] = float32(r.IntN(256)) / 255
-		}
-	}
 	for _, c := range []struct {
 		name string
 		x    []float32
-	}{{"random", inputs(1, 784, 1)}, {"pixels", pixels}} {
+		bits int
+	}{{"random", inputs(1, 784, 1), 32}, {"pixels", pixels(), 32}, {"pixels-float64", pixels(), 64}} {
 		b.Run(c.name, func(b *testing.B) {
-			body := inferBody(c.x, 1, []int{1, 28, 28}, "")
+			body := inferBodyBits(c.x, 1, []int{1, 28, 28}, "", c.bits)
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
 				if _, err := decodeInfer(body, []int{1, 28, 28}, 784); err != nil {
@@ -122,3 +117,90 @@ func BenchmarkDecodeInfer2nn(b *testing.B) {
 		})
 	}
 }
+
+// pixels is one image as clients send MNIST: byte/255, four fifths of it 0.
+func pixels() []float32 {
+	x := make([]float32, 784)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range x {
+		if r.IntN(5) == 0 {
+			x[i] = float32(r.IntN(256)) / 255
+		}
+	}
+	return x
+}
+
+// BenchmarkInferHandler is the server's own work per single-image 2nn request (an MNIST
+// image's pixels, as JSON numbers or binary tensor data), without
+// sockets: concurrent goroutines (8 per GOMAXPROCS) call the handler directly with a
+// reused request and a response writer that discards, so ns/op and allocs/op are the
+// handler's decode, batching hand-off, forward pass and reply — what `fedq serve` adds
+// to net/http's per-request cost.
+func BenchmarkInferHandler(b *testing.B) {
+	spec, _ := compute.BuiltinSpec("2nn")
+	x := pixels()
+	bin, headLen := binaryBody(x, []int{1, 1, 28, 28}, 4*len(x))
+	for _, c := range []struct {
+		name   string
+		body   []byte
+		header map[string]string
+	}{
+		{"json", inferBody(x, 1, []int{1, 28, 28}, ""), map[string]string{"Content-Type": "application/json"}},
+		{"binary", bin, map[string]string{"Content-Type": "application/octet-stream", HeaderContentLength: fmt.Sprint(headLen)}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s := New(Options{Logger: quietLogger()})
+			b.Cleanup(s.Close)
+			if err := s.Swap("2nn", &Model{Net: newNet(b, spec, 1), Version: 1}); err != nil {
+				b.Fatal(err)
+			}
+			h := s.Handler()
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				body := &bodyReader{}
+				r, err := http.NewRequest(http.MethodPost, "/v2/models/2nn/infer", body)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for k, v := range c.header {
+					r.Header.Set(k, v)
+				}
+				r.ContentLength = int64(len(c.body))
+				w := &discardWriter{header: http.Header{}}
+				for pb.Next() {
+					body.Reset(c.body)
+					w.code = 0
+					h.ServeHTTP(w, r)
+					if w.code != 0 && w.code != http.StatusOK {
+						b.Errorf("status %d", w.code)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "requests/s")
+		})
+	}
+}
+
+// bodyReader is a request body that can be rewound for the next request.
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
+
+// discardWriter is a ResponseWriter that keeps only the status code.
+type discardWriter struct {
+	header http.Header
+	code   int
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return len(p), nil
+}
+func (w *discardWriter) WriteHeader(code int) { w.code = code }

@@ -64,8 +64,15 @@ func startServer(t testing.TB, s *Server) string {
 	return ts.URL
 }
 
-// inferBody is an infer request for x, shaped [n, shape...].
+// inferBody is an infer request for x, shaped [n, shape...], each value in float32's
+// shortest form.
 func inferBody(x []float32, n int, shape []int, id string) []byte {
+	return inferBodyBits(x, n, shape, id, 32)
+}
+
+// inferBodyBits is inferBody with each value in the shortest form of its float32 (bits
+// 32) or of the float64 it widens to (bits 64, as Python and numpy clients write them).
+func inferBodyBits(x []float32, n int, shape []int, id string, bits int) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `{"id":%q,"inputs":[{"name":"input","datatype":"FP32","shape":[%d`, id, n)
 	for _, d := range shape {
@@ -76,7 +83,7 @@ func inferBody(x []float32, n int, shape []int, id string) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strconv.FormatFloat(float64(v), 'g', -1, 32))
+		b.WriteString(strconv.FormatFloat(float64(v), 'g', -1, bits))
 	}
 	b.WriteString("]}]}")
 	return b.Bytes()

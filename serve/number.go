@@ -5,16 +5,34 @@ import (
 	"strconv"
 )
 
-// float32Pow10 are the powers of ten that float32 holds exactly.
-var float32Pow10 = [...]float32{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10}
+// float64Pow10 are the powers of ten that float64 holds exactly.
+var float64Pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// midpointMargin is how close, in units in the last place of a float64, an estimate may
+// come to a point halfway between two float32s before parseFP32 asks strconv instead.
+// The estimate's error is at most about 2.1 such units (see parseFP32); the margin is
+// far above it.
+const midpointMargin = 16
 
 // parseFP32 converts a JSON number (its grammar already checked: -?int frac? exp?) to
-// the nearest float32, exactly as strconv.ParseFloat(s, 32) does. Pixel values and
-// logits are short decimals; for those — at most seven significant digits and a power
-// of ten float32 holds exactly — one float32 multiply or divide of exact operands is
-// the correctly rounded result (Clinger's fast path, the one strconv takes too). It is
-// taken here without strconv's general parsing, which was most of the cost of reading
-// a request's pixels; every other number goes to strconv.
+// the nearest float32, exactly as strconv.ParseFloat(s, 32) does, without strconv's
+// general parsing for the numbers clients send: pixel values and logits, written as
+// float32's shortest form (up to 9 digits) or as the float64 a float32 widens to (up to
+// 17, as Python and numpy write them).
+//
+// It reads up to 19 significant digits into an integer m (later digits are dropped) and
+// a decimal exponent k, and estimates x = m × 10^k as the float64 r = float64(m) × or ÷
+// 10^|k|, for |k| ≤ 22 (10^|k| exact in float64). r is off from x by at most the
+// rounding of float64(m) (½ unit in the last place of a float64), of the product or
+// quotient (½ unit) and the dropped digits (under 10^-18 of x): under 2.1 units of r's
+// last place. The only values where rounding to float32 decides are the midpoints
+// between neighbouring float32s; in r's binade those are the float64s whose 29 low
+// fraction bits are 1 followed by 28 zeros. Unless r is within midpointMargin units of
+// one, x and r lie on the same side of every midpoint and round to the same float32,
+// so float32(r) is the correctly rounded answer. Anything else — near a midpoint, a
+// float32 subnormal or overflow, |k| > 22, or text that is not a plain number — goes to
+// strconv.
 func parseFP32(s []byte) (float32, error) {
 	i, neg := 0, false
 	if i < len(s) && s[i] == '-' {
@@ -23,25 +41,26 @@ func parseFP32(s []byte) (float32, error) {
 	var mant uint64
 	digits, exp, start := 0, 0, i
 	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		if mant != 0 || s[i] != '0' {
-			digits++
-		}
-		mant = mant*10 + uint64(s[i]-'0')
-		if digits > 7 {
-			return slowFP32(s)
+		switch {
+		case digits < 19:
+			if mant != 0 || s[i] != '0' {
+				digits++
+			}
+			mant = mant*10 + uint64(s[i]-'0')
+		default:
+			exp++ // a dropped digit of the integer part
 		}
 	}
 	mantDigits := i - start
 	if i < len(s) && s[i] == '.' {
 		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
 			mantDigits++
-			if mant != 0 || s[i] != '0' {
-				digits++
-			}
-			mant = mant*10 + uint64(s[i]-'0')
-			exp--
-			if digits > 7 || exp < -10 {
-				return slowFP32(s)
+			if digits < 19 {
+				if mant != 0 || s[i] != '0' {
+					digits++
+				}
+				mant = mant*10 + uint64(s[i]-'0')
+				exp--
 			}
 		}
 	}
@@ -54,7 +73,7 @@ func parseFP32(s []byte) (float32, error) {
 		e, estart := 0, i
 		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
 			e = e*10 + int(s[i]-'0')
-			if e > 100 {
+			if e > 1000 {
 				return slowFP32(s)
 			}
 		}
@@ -69,19 +88,33 @@ func parseFP32(s []byte) (float32, error) {
 	if i != len(s) || mantDigits == 0 {
 		return slowFP32(s) // not a number this parser knows: strconv says why
 	}
-	f := float32(mant) // exact: mant < 10^7 < 2^24
+	if mant == 0 {
+		if neg {
+			return float32(math.Copysign(0, -1)), nil
+		}
+		return 0, nil
+	}
+	if exp < -len(float64Pow10)+1 || exp > len(float64Pow10)-1 {
+		return slowFP32(s)
+	}
+	r := float64(mant)
+	if exp >= 0 {
+		r *= float64Pow10[exp]
+	} else {
+		r /= float64Pow10[-exp]
+	}
+	if r < 0x1p-126 || r >= math.MaxFloat32 {
+		return slowFP32(s) // a float32 subnormal, or near overflow
+	}
+	const low = 1<<29 - 1 // float64 fraction bits below float32's
+	if d := int64(math.Float64bits(r)&low) - 1<<28; -midpointMargin <= d && d <= midpointMargin {
+		return slowFP32(s) // too near a midpoint to know which way x rounds
+	}
+	f := float32(r)
 	if neg {
 		f = -f
 	}
-	switch {
-	case mant == 0 || exp == 0:
-		return f, nil
-	case exp > 0 && exp <= 10:
-		return f * float32Pow10[exp], nil // at most 9999999e10: finite
-	case exp < 0 && exp >= -10:
-		return f / float32Pow10[-exp], nil
-	}
-	return slowFP32(s)
+	return f, nil
 }
 
 // slowFP32 is parseFP32 through strconv.
