@@ -31,6 +31,7 @@ type Options struct {
 // A Model is not safe for concurrent use.
 type Model[T Float] struct {
 	spec   Spec
+	opt    Options
 	eng    *engine[T]
 	layers []layer[T]
 	ps     []*Param[T]
@@ -48,6 +49,17 @@ type Model[T Float] struct {
 // for Linear and Conv2d: weights and biases uniform in ±1/√fan_in (kaiming_uniform with
 // a = √5), drawn from a generator seeded with opt.Seed.
 func New[T Float](spec Spec, opt Options) (*Model[T], error) {
+	m, err := build[T](spec, opt, nil)
+	if err != nil {
+		return nil, err
+	}
+	m.Init(opt.Seed)
+	return m, nil
+}
+
+// build makes a model's layers over the parameter vector values, or over a new one
+// (not initialised) when values is nil.
+func build[T Float](spec Spec, opt Options, values []T) (*Model[T], error) {
 	plan, err := spec.plan()
 	if err != nil {
 		return nil, err
@@ -56,10 +68,16 @@ func New[T Float](spec Spec, opt Options) (*Model[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model[T]{spec: spec, eng: eng, inSize: prod(spec.Input)}
+	m := &Model[T]{spec: spec, opt: opt, eng: eng, inSize: prod(spec.Input)}
 	// Lay out the parameters first so the flat vectors are allocated once.
 	defs, total := paramDefs(plan)
-	m.values = make([]T, total)
+	m.values = values
+	if m.values == nil {
+		m.values = make([]T, total)
+	}
+	if len(m.values) != total {
+		return nil, fmt.Errorf("model %s has %d parameters, got a vector of %d", spec.Name, total, len(m.values))
+	}
 	if !opt.Inference {
 		m.grads = make([]T, total)
 	}
@@ -100,8 +118,29 @@ func New[T Float](spec Spec, opt Options) (*Model[T], error) {
 		}
 		m.layers = append(m.layers, l)
 	}
-	m.Init(opt.Seed)
 	return m, nil
+}
+
+// Replica returns a model that runs forward passes beside m, on another goroutine: it
+// shares m's parameters and, if m is frozen, its transposed weights — read-only, so
+// neither model's parameters may change while the other runs — and has its own
+// activations and matrix-product buffers. Serving runs one replica per core. Only an
+// inference model (Options.Inference) has replicas: training writes the parameters.
+func (m *Model[T]) Replica() (*Model[T], error) {
+	if m.grads != nil {
+		return nil, errors.New("replica: the model is trainable; build it with Options.Inference")
+	}
+	r, err := build[T](m.spec, m.opt, m.values)
+	if err != nil {
+		return nil, fmt.Errorf("replica: %w", err)
+	}
+	r.frozen = m.frozen
+	for i, l := range m.layers {
+		if d, ok := l.(*dense[T]); ok {
+			r.layers[i].(*dense[T]).wT = d.wT
+		}
+	}
+	return r, nil
 }
 
 // Init redraws all parameters from seed, as New does.

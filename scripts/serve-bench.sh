@@ -12,6 +12,7 @@
 #   DURATION=30s CONNS=128 MODELS=2nn scripts/serve-bench.sh
 #   FEDQ=/path/to/other/fedq scripts/serve-bench.sh   # serve with another build (a comparator)
 #   FLOORS=nethttp scripts/serve-bench.sh               # net/http's floor only (no module download)
+#   SERVE_ARGS="--workers 1" scripts/serve-bench.sh     # more flags for fedq serve
 #
 # Needs wrk (apt-get install wrk) and MNIST (make data). Everything runs on 127.0.0.1.
 set -euo pipefail
@@ -24,6 +25,7 @@ MODELS=${MODELS:-"2nn cnn"}
 PORT=${PORT:-18000}
 FEDQ=${FEDQ:-bin/fedq}
 FLOORS=${FLOORS:-all}
+SERVE_ARGS=${SERVE_ARGS:-}
 command -v wrk >/dev/null || { echo "serve-bench: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -122,7 +124,8 @@ go test -run '^$' -bench 'BenchmarkForwardBatch64' -benchtime 2s ./serve/ | grep
 for model in $MODELS; do
 	echo "== $model: training one epoch for a realistic model file"
 	"$FEDQ" --log-level warn train --model "$model" --epochs 1 --quiet --out "$work/$model.safetensors" >/dev/null
-	"$FEDQ" --log-level warn serve --model "$work/$model.safetensors" --listen "127.0.0.1:$PORT" &
+	# shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
+	"$FEDQ" --log-level warn serve --model "$work/$model.safetensors" --listen "127.0.0.1:$PORT" $SERVE_ARGS &
 	server=$!
 	wait_up "http://127.0.0.1:$PORT/v2/health/ready"
 	curl -sf "http://127.0.0.1:$PORT/v2/models/$model/infer" -d @"$work/body.json" | head -c 300; echo

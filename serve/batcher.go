@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fedq/fedq/compute"
 )
 
 // job is one infer request's samples on their way through a batcher.
@@ -14,10 +16,14 @@ type job struct {
 	done chan struct{}
 }
 
-// instance is one loaded model version and the goroutine that runs it. Requests hold a
-// reference (acquire/release) from before they decode their input until they have their
-// answer; a retired instance takes no new references and closes its queue when the last
-// one is released, so its batcher drains what was queued and stops.
+// instance is one loaded model version and the goroutines that run it: one worker per
+// replica of its network (compute.Model.Replica), so that forward passes of successive
+// batches run on several cores. One worker at a time gathers a batch off the queue — the
+// batching is the same as with a single worker — then runs it while the next worker
+// gathers. Requests hold a reference (acquire/release) from before they decode their
+// input until they have their answer; a retired instance takes no new references and
+// closes its queue when the last one is released, so its workers drain what was queued
+// and stop.
 type instance struct {
 	model    *Model
 	classes  int
@@ -33,15 +39,28 @@ type instance struct {
 	coming  atomic.Int64
 	stopped chan struct{}
 
+	// gather is held by the worker gathering a batch; it guards carry and drained.
+	gather  sync.Mutex
+	carry   *job // taken off the queue but did not fit the last batch
+	drained bool // the queue is closed and empty: workers stop
+
 	mu      sync.Mutex
 	refs    int
 	retired bool
 }
 
-func newInstance(m *Model, maxBatch, maxQueue int, maxWait time.Duration, observe func(int)) *instance {
+// newInstance starts len(nets) workers for m: nets[0] is m.Net, the rest its replicas.
+func newInstance(m *Model, nets []*compute.Model[float32], maxBatch, maxQueue int, maxWait time.Duration, observe func(int)) *instance {
 	in := &instance{model: m, classes: m.Net.Spec().Classes, inSize: m.Net.InputSize(), maxBatch: maxBatch, maxWait: maxWait,
 		observe: observe, queue: make(chan *job, maxQueue), stopped: make(chan struct{})}
-	go in.run()
+	var wg sync.WaitGroup
+	for _, net := range nets {
+		wg.Go(func() { in.work(net) })
+	}
+	go func() {
+		wg.Wait()
+		close(in.stopped)
+	}()
 	return in
 }
 
@@ -90,66 +109,79 @@ func (in *instance) enqueue(j *job) bool {
 	}
 }
 
-// run is the batching goroutine: it gathers queued jobs into batches of at most maxBatch
-// samples, runs one Forward per batch and hands each job its rows of the logits.
-func (in *instance) run() {
-	defer close(in.stopped)
+// work is one worker: it gathers a batch (holding gather), then runs it on net and
+// answers its jobs, until the queue is closed and drained.
+func (in *instance) work(net *compute.Model[float32]) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var (
 		batch []*job
-		carry *job // taken off the queue but did not fit the last batch
 		x     []float32
 	)
 	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			j, ok := <-in.queue
-			if !ok {
-				return
-			}
-			in.coming.Add(-1)
-			first = j
-		}
-		batch = append(batch[:0], first)
-		n := first.n
-		closed := false
-		if n < in.maxBatch && in.coming.Load() > 0 {
-			timer.Reset(in.maxWait)
-		gather:
-			for n < in.maxBatch && in.coming.Load() > 0 {
-				select {
-				case j, ok := <-in.queue:
-					if !ok {
-						closed = true
-						break gather
-					}
-					in.coming.Add(-1)
-					if n+j.n > in.maxBatch {
-						carry = j
-						break gather
-					}
-					batch = append(batch, j)
-					n += j.n
-				case <-timer.C:
-					break gather
-				}
-			}
-			timer.Stop()
-		}
-		x = in.forward(batch, n, x)
-		if closed {
-			if carry != nil {
-				in.forward([]*job{carry}, carry.n, x)
-			}
+		in.gather.Lock()
+		batch = in.gatherBatch(batch[:0], timer)
+		in.gather.Unlock()
+		if len(batch) == 0 {
 			return
 		}
+		x = in.forward(net, batch, x)
 	}
 }
 
-// forward runs one batch of n samples and answers its jobs; x is a reusable buffer.
-func (in *instance) forward(batch []*job, n int, x []float32) []float32 {
+// gatherBatch collects the next batch of at most maxBatch samples: the job carried over
+// from the last batch or the next one queued, then, while requests are on their way
+// (coming > 0), more of them for up to maxWait. Empty once the queue is closed and
+// drained. The caller holds gather.
+func (in *instance) gatherBatch(batch []*job, timer *time.Timer) []*job {
+	first := in.carry
+	in.carry = nil
+	if first == nil {
+		if in.drained {
+			return batch
+		}
+		j, ok := <-in.queue
+		if !ok {
+			in.drained = true
+			return batch
+		}
+		in.coming.Add(-1)
+		first = j
+	}
+	batch = append(batch, first)
+	n := first.n
+	if n >= in.maxBatch || in.coming.Load() == 0 || in.drained {
+		return batch
+	}
+	timer.Reset(in.maxWait)
+	defer timer.Stop()
+	for n < in.maxBatch && in.coming.Load() > 0 {
+		select {
+		case j, ok := <-in.queue:
+			if !ok {
+				in.drained = true
+				return batch
+			}
+			in.coming.Add(-1)
+			if n+j.n > in.maxBatch {
+				in.carry = j
+				return batch
+			}
+			batch = append(batch, j)
+			n += j.n
+		case <-timer.C:
+			return batch
+		}
+	}
+	return batch
+}
+
+// forward runs one batch on net and answers its jobs; x is a reusable buffer.
+func (in *instance) forward(net *compute.Model[float32], batch []*job, x []float32) []float32 {
+	n := 0
+	for _, j := range batch {
+		n += j.n
+	}
 	var input []float32
 	if len(batch) == 1 {
 		input = batch[0].x
@@ -162,7 +194,7 @@ func (in *instance) forward(batch []*job, n int, x []float32) []float32 {
 			input = append(input, j.x...)
 		}
 	}
-	logits := in.model.Net.Forward(input, n, false)
+	logits := net.Forward(input, n, false)
 	off := 0
 	for _, j := range batch {
 		k := j.n * in.classes

@@ -33,15 +33,20 @@
 //
 // # Dynamic batching
 //
-// A compute.Model is not safe for concurrent use, so each loaded version has one batching
-// goroutine. Infer requests queue to it (at most Options.MaxQueue of them); it takes the
-// first, then gathers more until the batch holds Options.MaxBatch samples or
-// Options.MaxWait has passed, and runs one Forward for the whole batch, handing each
-// request its rows. It never waits for nobody: when every request the server has read
-// for the model is already in the batch, the batch runs at once, so a lone client pays
-// no batching delay and concurrent clients share forward passes (requests that arrive
-// during one Forward form the next batch). A single request larger than MaxBatch runs
-// alone. The fedq_serve_batch_samples histogram shows the batch sizes.
+// A compute.Model is not safe for concurrent use, so each loaded version runs on
+// Options.Workers goroutines (default: one per core, GOMAXPROCS), each with its own
+// replica of the network (compute.Model.Replica: the weights are shared, the
+// activations are not). Infer requests queue to them (at most Options.MaxQueue); one
+// worker at a time gathers a batch — it takes the first request, then more until the
+// batch holds Options.MaxBatch samples or Options.MaxWait has passed — and runs one
+// Forward for the whole batch, handing each request its rows, while the next worker
+// gathers the next batch. A worker never waits for nobody: when every request the server
+// has read for the model is already in the batch, the batch runs at once, so a lone
+// client pays no batching delay and concurrent clients share forward passes. A single
+// request larger than MaxBatch runs alone. The fedq_serve_batch_samples histogram shows
+// the batch sizes. A model whose forward pass is the cost (the cnn) is served about 1.5
+// times faster by two workers than by one on two cores; each worker holds its own
+// activations (about 35 MB for the cnn at batches of 64).
 //
 // # Hot swap
 //
@@ -49,8 +54,8 @@
 // a new version beside the old one and swaps the pointer: requests read after the swap
 // run on the new version; a request holds a reference to the version it started on (from
 // before decoding its input until its answer), so requests in flight finish on it and
-// report it in model_version; the old batcher drains its queue and stops when the last
-// reference is dropped. No request fails because of a swap.
+// report it in model_version; the old version's workers drain its queue and stop when
+// the last reference is dropped. No request fails because of a swap.
 //
 // Follow keeps a server on a task's newest version: every interval it asks the
 // coordinator (with admin credentials) for the latest version, and when it is newer it
@@ -65,7 +70,7 @@
 // Each client (remote IP) may be limited to Options.Rate infer requests a second
 // (golang.org/x/time/rate; health, metadata and metrics are not limited). Serve shuts
 // down gracefully when its context ends: it stops accepting, lets requests in flight
-// finish (up to Options.ShutdownTimeout) and stops the batchers. Metrics live in a
+// finish (up to Options.ShutdownTimeout) and stops the workers. Metrics live in a
 // registry of the server's own: fedq_serve_requests_total{handler,code},
 // fedq_serve_request_duration_seconds{handler}, fedq_serve_batch_samples{model},
 // fedq_serve_model_version{model} and fedq_serve_model_swaps_total{model}, plus the Go
@@ -74,6 +79,6 @@
 // The command is `fedq serve` (cmd/fedq): --model FILE [--name N] [--verify-with DIR]
 // serves a file; --dir DIR [--addr A] --task T [--follow --interval 5s] serves a task's
 // latest version from a coordinator and follows it. --listen (127.0.0.1:8000),
-// --max-batch (64), --max-wait (2ms), --max-queue (1024), --max-body (8 MiB), --rate (0:
-// off) and --threads tune the server.
+// --workers (one per core), --max-batch (64), --max-wait (2ms), --max-queue (1024),
+// --max-body (8 MiB), --rate (0: off) and --threads tune the server.
 package serve

@@ -24,8 +24,8 @@ const (
 
 // Model is a global model ready to be served: the network and what is known of its
 // version. Once handed to a Server (Server.Swap), the network belongs to the server's
-// batcher: the caller must not run it any more (a compute.Model is not safe for
-// concurrent use).
+// workers: the caller must not run it or change its weights any more (a compute.Model is
+// not safe for concurrent use, and its replicas share its weights).
 type Model struct {
 	// Net is the network, built for inference.
 	Net *compute.Model[float32]

@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fedq/fedq/compute"
 )
 
 // Defaults of Options.
@@ -32,7 +35,12 @@ type Options struct {
 	MaxBatch int
 	// MaxWait is the longest a batch waits for more requests after its first one.
 	MaxWait time.Duration
-	// MaxQueue is how many requests may wait for a model's batcher; more are refused
+	// Workers is how many forward passes of a model may run at once, each on its own
+	// replica of the network (compute.Model.Replica: the weights are shared, each has its
+	// own activations); 0 means runtime.GOMAXPROCS. One worker gathers a batch while the
+	// others run theirs.
+	Workers int
+	// MaxQueue is how many requests may wait for a model's workers; more are refused
 	// with 503.
 	MaxQueue int
 	// MaxBody bounds an infer request's body in bytes; a larger one is refused with 413.
@@ -56,6 +64,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = DefaultMaxWait
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	if o.MaxQueue <= 0 {
 		o.MaxQueue = DefaultMaxQueue
@@ -182,14 +193,23 @@ func (s *Server) Register(name string) {
 
 // Swap makes m the version served under name, atomically: requests that arrive from now
 // on run on m, requests already queued on the previous version finish on it, and that
-// version's batcher stops once they are answered. The server owns m.Net from now on: it
-// freezes it (compute.Model.Freeze), so m.Net must be built with Options.Inference.
+// version's workers stop once they are answered. The server owns m.Net from now on: it
+// freezes it (compute.Model.Freeze) and runs it beside Options.Workers-1 replicas, so
+// m.Net must be built with Options.Inference.
 func (s *Server) Swap(name string, m *Model) error {
 	if m == nil || m.Net == nil {
 		return fmt.Errorf("swap model %q: no network", name)
 	}
 	if err := m.Net.Freeze(); err != nil { // served weights never change: lay them out for inference
 		return fmt.Errorf("swap model %q: %w", name, err)
+	}
+	nets := []*compute.Model[float32]{m.Net}
+	for len(nets) < s.opt.Workers {
+		r, err := m.Net.Replica()
+		if err != nil {
+			return fmt.Errorf("swap model %q: %w", name, err)
+		}
+		nets = append(nets, r)
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -202,7 +222,7 @@ func (s *Server) Swap(name string, m *Model) error {
 		s.models[name] = sl
 	}
 	batchSize := s.metrics.batch.WithLabelValues(name)
-	in := newInstance(m, s.opt.MaxBatch, s.opt.MaxQueue, s.opt.MaxWait, func(n int) { batchSize.Observe(float64(n)) })
+	in := newInstance(m, nets, s.opt.MaxBatch, s.opt.MaxQueue, s.opt.MaxWait, func(n int) { batchSize.Observe(float64(n)) })
 	old := sl.cur.Swap(in)
 	s.mu.Unlock()
 	s.metrics.version.WithLabelValues(name).Set(float64(m.Version))
@@ -230,7 +250,7 @@ func (s *Server) Current(name string) (uint64, bool) {
 	return in.model.Version, true
 }
 
-// Close stops taking models and waits until every model's batcher has answered what was
+// Close stops taking models and waits until every model's workers have answered what was
 // queued. Call it after the HTTP server has stopped (Serve does).
 func (s *Server) Close() {
 	s.mu.Lock()

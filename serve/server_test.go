@@ -288,9 +288,15 @@ func TestDynamicBatching(t *testing.T) {
 // and must get exactly its own logits back (request buffers are reused between
 // requests; nothing decoded may point into them).
 func TestConcurrentClientsBatch(t *testing.T) {
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) { testConcurrentClientsBatch(t, workers) })
+	}
+}
+
+func testConcurrentClientsBatch(t *testing.T, workers int) {
 	spec, _ := compute.BuiltinSpec("2nn")
 	m, ref := model(t, spec, 1, 1)
-	s := New(Options{Logger: quietLogger(), MaxWait: 20 * time.Millisecond})
+	s := New(Options{Logger: quietLogger(), MaxWait: 20 * time.Millisecond, Workers: workers})
 	if err := s.Swap("m", m); err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +309,7 @@ func TestConcurrentClientsBatch(t *testing.T) {
 	}
 	var largest atomic.Int64
 	in := s.slot("m").cur.Load()
-	in.observe = func(n int) { // before any request: the batcher reads it after the first
+	in.observe = func(n int) { // before any request: the workers read it after the first
 		for {
 			l := largest.Load()
 			if int64(n) <= l || largest.CompareAndSwap(l, int64(n)) {
@@ -332,6 +338,42 @@ func TestConcurrentClientsBatch(t *testing.T) {
 		t.Fatalf("largest batch %d: 16 concurrent clients were never batched", largest.Load())
 	}
 	t.Logf("largest batch: %d samples", largest.Load())
+}
+
+// With two workers a batch is answered while the other worker is still busy with its
+// own: here the first worker stalls after its batch, and the next request must not wait
+// for it.
+func TestWorkersRunBatchesAtOnce(t *testing.T) {
+	m, ref := model(t, tinySpec(), 1, 1)
+	s := New(Options{Logger: quietLogger(), Workers: 2, MaxBatch: 1})
+	if err := s.Swap("m", m); err != nil {
+		t.Fatal(err)
+	}
+	url := startServer(t, s)
+	in := s.slot("m").cur.Load()
+	stalled, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	var first atomic.Bool
+	in.observe = func(int) {
+		if first.CompareAndSwap(false, true) { // not sync.Once: its other callers would wait too
+			close(stalled)
+			<-release
+		}
+	}
+	cl := &http.Client{Timeout: 10 * time.Second}
+	for i := range 3 {
+		x := inputs(1, 16, uint64(i+1))
+		code, resp, err := post(cl, url+"/v2/models/m/infer", inferBody(x, 1, []int{1, 4, 4}, ""))
+		if err != nil || code != 200 {
+			t.Fatalf("request %d with a worker stalled: %d %+v %v", i, code, resp, err)
+		}
+		if logits, _ := resp.output(t, LogitsName); !slices.Equal(logits, ref.Forward(x, 1, false)) {
+			t.Fatalf("request %d: logits %v differ from the model's", i, logits)
+		}
+		if i == 0 {
+			<-stalled
+		}
+	}
 }
 
 // Swapping versions under load fails no request, and every answer comes from a version
@@ -429,10 +471,11 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-// A full queue is answered 503 at once, not after a wait.
+// A full queue is answered 503 at once, not after a wait. (One worker: the test stalls
+// it to let the queue fill.)
 func TestQueueFull(t *testing.T) {
 	m, _ := model(t, tinySpec(), 1, 1)
-	s := New(Options{Logger: quietLogger(), MaxQueue: 1, MaxBatch: 1})
+	s := New(Options{Logger: quietLogger(), MaxQueue: 1, MaxBatch: 1, Workers: 1})
 	if err := s.Swap("m", m); err != nil {
 		t.Fatal(err)
 	}

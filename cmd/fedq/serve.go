@@ -47,6 +47,7 @@ weights); a version that fails is refused and the one being served stays.`,
 			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "with --follow: how often to ask for a newer version"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8000", Usage: "HTTP address to listen on"},
 			&cli.IntFlag{Name: "max-batch", Value: serve.DefaultMaxBatch, Usage: "most samples per forward pass"},
+			&cli.IntFlag{Name: "workers", Usage: "forward passes of the model that may run at once, each on a replica sharing its weights (default: one per core, GOMAXPROCS)"},
 			&cli.DurationFlag{Name: "max-wait", Value: serve.DefaultMaxWait, Usage: "longest a batch waits for more requests"},
 			&cli.IntFlag{Name: "max-queue", Value: serve.DefaultMaxQueue, Usage: "requests that may wait for the model; more are answered 503"},
 			&cli.Int64Flag{Name: "max-body", Value: serve.DefaultMaxBody, Usage: "largest infer request body in bytes; larger is answered 413"},
@@ -73,6 +74,8 @@ func serveModel(c *cli.Context) error {
 		return usageError("--verify-with is for --model: versions from a coordinator are always verified with --dir's signing.pub")
 	case c.Int("threads") < 1:
 		return usageError("--threads must be at least 1, got %d", c.Int("threads"))
+	case c.Int("workers") < 0:
+		return usageError("--workers must not be negative (0: one per core), got %d", c.Int("workers"))
 	case c.Int("max-batch") < 1 || c.Int("max-queue") < 1 || c.Int64("max-body") < 1:
 		return usageError("--max-batch, --max-queue and --max-body must be positive")
 	case c.Duration("max-wait") <= 0 || c.Duration("interval") <= 0:
@@ -83,7 +86,7 @@ func serveModel(c *cli.Context) error {
 	co := compute.Options{Threads: c.Int("threads"), Kernel: c.String("kernel"), Inference: true}
 	log := slog.Default()
 	srv := serve.New(serve.Options{
-		MaxBatch: c.Int("max-batch"), MaxWait: c.Duration("max-wait"), MaxQueue: c.Int("max-queue"), MaxBody: c.Int64("max-body"),
+		MaxBatch: c.Int("max-batch"), Workers: c.Int("workers"), MaxWait: c.Duration("max-wait"), MaxQueue: c.Int("max-queue"), MaxBody: c.Int64("max-body"),
 		Rate: c.Float64("rate"), Burst: c.Int("burst"), ShutdownTimeout: c.Duration("shutdown-timeout"), Version: version, Logger: log,
 	})
 	name := c.String("name")
