@@ -107,6 +107,8 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"sim", "--fraction", "1.5"}, 2, "--fraction 1.5: want the share of agents"},
 		{[]string{"sim", "--partition", "dirichlet:0"}, 2, `partition "dirichlet:0": want dirichlet:ALPHA with ALPHA > 0`},
 		{[]string{"sim", "--model", "resnet"}, 2, `model "resnet" is neither a builtin`},
+		{[]string{"serve", "--model", "m.safetensors", "--workers", "-1"}, 2, "--workers must not be negative"},
+		{[]string{"serve", "--model", "m.safetensors", "--max-batch", "0"}, 2, "--max-batch, --max-queue and --max-body must be positive"},
 	}
 	for _, c := range cases {
 		code, stdout, stderr := runCLI(t, c.args...)
