@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +120,11 @@ func (in *instance) work(net *compute.Model[float32]) {
 		x     []float32
 	)
 	for {
+		// Let the requests this worker just answered write their responses before it
+		// takes the next batch: a worker that went straight on to the next forward pass
+		// kept them from running on a busy machine, which cost both latency and the
+		// requests that would have joined the next batch (BENCHMARKS.md).
+		runtime.Gosched()
 		in.gather.Lock()
 		batch = in.gatherBatch(batch[:0], timer)
 		in.gather.Unlock()
