@@ -23,10 +23,10 @@ const midpointMargin = 16
 //
 // It reads up to 19 significant digits into an integer m (later digits are dropped) and
 // a decimal exponent k, and estimates x = m × 10^k as the float64 r = float64(m) × or ÷
-// 10^|k|, for |k| ≤ 22 (10^|k| exact in float64). r is off from x by at most the
-// rounding of float64(m) (½ unit in the last place of a float64), of the product or
-// quotient (½ unit) and the dropped digits (under 10^-18 of x): under 2.1 units of r's
-// last place. The only values where rounding to float32 decides are the midpoints
+// 10^|k|, for |k| ≤ 22 (10^|k| exact in float64). r's relative error is at most 2^-53
+// from rounding float64(m), 2^-53 from the product or quotient and under 10^-18 from the
+// dropped digits: under 2^-51.9, which is under 2.1 units in r's last place (a unit is
+// at least 2^-53 of r). The only values where rounding to float32 decides are the midpoints
 // between neighbouring float32s; in r's binade those are the float64s whose 29 low
 // fraction bits are 1 followed by 28 zeros. Unless r is within midpointMargin units of
 // one, x and r lie on the same side of every midpoint and round to the same float32,
