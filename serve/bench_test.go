@@ -33,7 +33,8 @@ func BenchmarkForwardBatch64(b *testing.B) {
 }
 
 // BenchmarkForwardSmallBatch is what a Forward costs per image at the batch sizes a
-// lightly loaded server forms (1, 2, 4 images) beside a full one, for a model as trained
+// server forms (1, 2, 4 images lightly loaded; about 8 for the 2nn under wrk's 64
+// connections) beside a full one, for a model as trained
 // ("plain") and as served (frozen: dense weights kept transposed, see compute.Model.Freeze).
 func BenchmarkForwardSmallBatch(b *testing.B) {
 	for _, name := range []string{"2nn", "cnn"} {
@@ -42,7 +43,7 @@ func BenchmarkForwardSmallBatch(b *testing.B) {
 		if err := frozen.Freeze(); err != nil {
 			b.Fatal(err)
 		}
-		for _, n := range []int{1, 2, 4, 64} {
+		for _, n := range []int{1, 2, 4, 8, 64} {
 			for _, v := range []struct {
 				kind string
 				m    *compute.Model[float32]
