@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -24,23 +25,12 @@ func benchConns(b testing.TB) (client, server *quic.Conn) {
 
 // loopbackConns is benchConns on the loopback address ip (127.0.0.1 or ::1).
 func loopbackConns(b testing.TB, ip net.IP) (client, server *quic.Conn) {
-	caKey, sk, ck := benchKey(b), benchKey(b), benchKey(b)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER := benchCert(b, caTmpl, caTmpl, caKey, caKey)
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		b.Fatal(err)
+	ca, pool, issue := testCA(b)
+	leaf := func(cn, ou string) tls.Certificate {
+		key := testKey(b)
+		return tls.Certificate{Certificate: [][]byte{issue(cn, ou, key), ca.Raw}, PrivateKey: key}
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	leaf := func(serial int64, cn, ou string, key *ecdsa.PrivateKey) tls.Certificate {
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, OrganizationalUnit: []string{ou}},
-			DNSNames: []string{ServerName}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-		return tls.Certificate{Certificate: [][]byte{benchCert(b, tmpl, caCert, key, caKey), caDER}, PrivateKey: key}
-	}
-	srv := ServerTLS(leaf(2, "coordinator", "", sk), pool)
+	srv := ServerTLS(leaf("coordinator", ""), pool)
 	pc, err := ListenUDP(&net.UDPAddr{IP: ip})
 	if err != nil {
 		b.Fatal(err)
@@ -57,7 +47,7 @@ func loopbackConns(b testing.TB, ip net.IP) (client, server *quic.Conn) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { CloseTransport(tr) })
-	cli := ClientTLS(caCert, leaf(3, "agent-1", RoleAgent, ck))
+	cli := ClientTLS(ca, leaf("agent-1", RoleAgent))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	accepted := make(chan *quic.Conn, 1)
@@ -80,18 +70,43 @@ func loopbackConns(b testing.TB, ip net.IP) (client, server *quic.Conn) {
 	return client, server
 }
 
-func benchKey(b testing.TB) *ecdsa.PrivateKey {
+// testKey returns a fresh P-256 key.
+func testKey(t testing.TB) *ecdsa.PrivateKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	return k
 }
 
-func benchCert(b testing.TB, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) []byte {
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+// testCA makes a CA and returns its certificate, a pool holding it, and a function that
+// issues it a certificate for cn in unit ou (RoleAgent, RoleAdmin, or "" for the
+// coordinator) to key, good for client and server authentication under ServerName.
+func testCA(t testing.TB) (*x509.Certificate, *x509.CertPool, func(cn, ou string, key crypto.Signer) []byte) {
+	t.Helper()
+	caKey := testKey(t)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fedq test CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	return der
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	serial := int64(1)
+	return ca, pool, func(cn, ou string, key crypto.Signer) []byte {
+		serial++
+		leaf := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, OrganizationalUnit: []string{ou}},
+			DNSNames: []string{ServerName}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, leaf, ca, key.Public(), caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
 }

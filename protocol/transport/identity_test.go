@@ -6,45 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
 )
 
-// testCA makes a CA and returns its pool and a function issuing certificates.
-func testCA(t *testing.T) (*x509.CertPool, func(cn, ou string, key crypto.Signer) []byte) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fedq CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	serial := int64(2)
-	return pool, func(cn, ou string, key crypto.Signer) []byte {
-		serial++
-		leaf := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, OrganizationalUnit: []string{ou}},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-		der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, key.Public(), caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der
-	}
-}
-
 func TestCertSignatures(t *testing.T) {
-	pool, issue := testCA(t)
-	otherPool, otherIssue := testCA(t)
-	_ = otherPool
+	_, pool, issue := testCA(t)
+	_, _, otherIssue := testCA(t)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
 	msg := []byte("keys of a round")
