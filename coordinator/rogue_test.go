@@ -170,6 +170,18 @@ func waitRoundDone(t *testing.T, adm *coordinator.AdminClient, what string) {
 	}, what)
 }
 
+// checkUpdates fails t unless the blobs task's newest version aggregates want updates.
+func checkUpdates(t *testing.T, adm *coordinator.AdminClient, want float64) {
+	t.Helper()
+	vs, err := adm.Versions(context.Background(), "blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := vs[len(vs)-1].Metrics["updates"]; n != want {
+		t.Fatalf("the version aggregates %v updates, want %v", n, want)
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for concurrent writers (a logger's).
 type syncBuffer struct {
 	mu sync.Mutex
@@ -202,7 +214,6 @@ func TestUploadDigests(t *testing.T) {
 	if !hashed.hi.HasFeature(protocol.FeatureUndigestedUploads) {
 		t.Fatalf("Welcome.Features = %q, want %q", hashed.hi.Features, protocol.FeatureUndigestedUploads)
 	}
-	ctx := context.Background()
 	adm := c.admin()
 	startBlobsRound(t, adm, 3, 3, "20s")
 	layout := blobsLayout()
@@ -233,13 +244,7 @@ func TestUploadDigests(t *testing.T) {
 		}
 	}
 	waitRoundDone(t, adm, "the round to commit")
-	vs, err := adm.Versions(ctx, "blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := vs[len(vs)-1].Metrics["updates"]; n != 3 {
-		t.Fatalf("the version aggregates %v updates, want 3", n)
-	}
+	checkUpdates(t, adm, 3)
 	for agent, digest := range map[string]protocol.Digest{"agent": protocol.DigestNone, "hashed": protocol.DigestSHA256, "bare": protocol.DigestNone} {
 		if !regexp.MustCompile(`msg="update read" agent=` + agent + ` .* digest=` + string(digest) + `\b`).MatchString(log.String()) {
 			t.Errorf("no update from %s read with digest %s in the coordinator's log", agent, digest)
@@ -253,7 +258,6 @@ func TestBadUpdatesAreRejectedAndTheRoundGoesOn(t *testing.T) {
 		trainingAgent(t, c, "good-"+string(rune('a'+i)), blobs(100, uint64(i)))
 	}
 	r := dialRogue(t, c, c.enroll("rogue"), "blobs")
-	ctx := context.Background()
 	adm := c.admin()
 	startBlobsRound(t, adm, 4, 3, "10s")
 	o := r.offer()
@@ -288,13 +292,7 @@ func TestBadUpdatesAreRejectedAndTheRoundGoesOn(t *testing.T) {
 		t.Error("a NaN update after a failed one was accepted")
 	}
 	waitRoundDone(t, adm, "the round to commit without the rogue")
-	vs, err := adm.Versions(ctx, "blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := vs[len(vs)-1].Metrics["updates"]; n != 3 {
-		t.Fatalf("the version aggregates %v updates, want the 3 good ones", n)
-	}
+	checkUpdates(t, adm, 3) // the good ones
 }
 
 func TestNaNUpdateIsRejected(t *testing.T) {
