@@ -9,9 +9,9 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"sync"
@@ -25,26 +25,15 @@ func main() {
 		os.Exit(2)
 	}
 	reply := []byte(`{"model_name":"2nn","model_version":"0","outputs":[{"name":"logits","datatype":"FP32","shape":[1,10],"data":[0.6646676,-1.7310588,-0.8740659,-0.8799405,0.31084734,0.73157835,0.68387926,-1.3723196,1.6465014,0.4748251]},{"name":"label","datatype":"INT64","shape":[1],"data":[8]}]}`)
-	bufs := sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+	bufs := sync.Pool{New: func() any { return new(bytes.Buffer) }}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		bp := bufs.Get().(*[]byte)
-		b := (*bp)[:0]
-		for {
-			if len(b) == cap(b) {
-				b = append(b, 0)[:len(b)]
-			}
-			n, err := r.Body.Read(b[len(b):cap(b)])
-			b = b[:len(b)+n]
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
+		buf := bufs.Get().(*bytes.Buffer)
+		defer bufs.Put(buf)
+		buf.Reset()
+		if _, err := buf.ReadFrom(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
 		}
-		*bp = b
-		bufs.Put(bp)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(reply)
 	})
