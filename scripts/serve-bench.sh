@@ -6,7 +6,8 @@
 # fixed reply) and, unless FLOORS=nethttp, fasthttp and a gnet event loop (scripts/floors,
 # its own module). Each wrk run also prints the CPU time per request of wrk and of the
 # server (from /proc), and the most requests/s any server could get from wrk on this many
-# cores: nproc / wrk's CPU per request.
+# cores: nproc / wrk's CPU per request. After each model's runs it prints the mean batch
+# (fedq_serve_batch_samples sum and count) and the server's peak resident memory.
 #
 #   scripts/serve-bench.sh                 # 2nn and cnn, 10 s each, 64 connections
 #   DURATION=30s CONNS=128 MODELS=2nn scripts/serve-bench.sh
@@ -134,5 +135,6 @@ for model in $MODELS; do
 	echo "== $model: the same with binary tensor data"
 	load post-bin "http://127.0.0.1:$PORT/v2/models/$model/infer"
 	curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^fedq_serve_batch_samples_(sum|count)' || true
+	awk '/^VmHWM/ { printf "peak RSS of fedq serve: %.0f MB\n", $2 / 1024 }' "/proc/$server/status"
 	kill "$server"; wait "$server" 2>/dev/null || true; server=""
 done

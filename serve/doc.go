@@ -46,7 +46,7 @@
 // request larger than MaxBatch runs alone. The fedq_serve_batch_samples histogram shows
 // the batch sizes. A model whose forward pass is the cost (the cnn) is served about 1.5
 // times faster by two workers than by one on two cores; each worker holds its own
-// activations (the cnn's peak memory grows by 35–45 MB a worker under load).
+// activations (the cnn's peak memory grows by about 37 MB a worker under load).
 //
 // # Hot swap
 //
