@@ -132,11 +132,11 @@ func pixels() []float32 {
 }
 
 // BenchmarkInferHandler is the server's own work per single-image 2nn request (an MNIST
-// image's pixels, as JSON numbers or binary tensor data), without
-// sockets: concurrent goroutines (8 per GOMAXPROCS) call the handler directly with a
-// reused request and a response writer that discards, so ns/op and allocs/op are the
-// handler's decode, batching hand-off, forward pass and reply — what `fedq serve` adds
-// to net/http's per-request cost.
+// image's pixels, as JSON numbers or binary tensor data), without sockets: concurrent
+// goroutines (8 per GOMAXPROCS) call the handler directly with a reused request and a
+// response writer that discards, so ns/op and allocs/op are the handler's decode,
+// batching hand-off, forward pass and reply — what `fedq serve` adds to net/http's
+// per-request cost.
 func BenchmarkInferHandler(b *testing.B) {
 	spec, _ := compute.BuiltinSpec("2nn")
 	x := pixels()
